@@ -1,0 +1,251 @@
+"""Everything pyteleport knows about particular CPython versions, in one place.
+
+Each concern is one table keyed by ``(major, minor)``; the rest of the package
+reads the entry for the running interpreter (``FACTS``) and never tests
+``sys.version_info`` itself.  Offsets are for 64-bit builds (the only ones
+supported) and were checked against the headers of each release:
+``Include/cpython/frameobject.h`` (3.9, 3.10) and
+``Include/internal/pycore_frame.h`` (3.11-3.13).
+"""
+from __future__ import annotations
+
+import ctypes
+import sys
+from dataclasses import dataclass
+from typing import Callable, FrozenSet, Optional, Tuple
+
+VERSION: Tuple[int, int] = sys.version_info[:2]
+PTR = ctypes.sizeof(ctypes.c_void_p)
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    """Where a frame keeps its slots (locals, cells, free variables, value stack).
+
+    3.9/3.10: the slots live inside the ``PyFrameObject`` at ``slots_offset``.
+    3.11+: ``PyFrameObject.f_frame`` (at ``iframe_ptr_offset``) points at a
+    ``_PyInterpreterFrame`` whose slots start at ``slots_offset``.
+    """
+    iframe_ptr_offset: Optional[int]
+    slots_offset: int
+    # 3.9/3.10 block stack: offsets of ``f_iblock`` and ``f_blockstack``
+    iblock_offset: Optional[int] = None
+    blockstack_offset: Optional[int] = None
+    # 3.11+: offset of ``previous`` in the interpreter frame
+    previous_offset: Optional[int] = None
+    # 3.11: offset of ``is_entry`` (a C call started this frame's eval loop)
+    is_entry_offset: Optional[int] = None
+    # 3.12+: offset of ``owner``; FRAME_OWNED_BY_CSTACK marks a C-entry shim
+    owner_offset: Optional[int] = None
+
+
+FRAME_OWNED_BY_CSTACK = 3
+
+FRAME_LAYOUTS = {
+    # PyObject_VAR_HEAD(24) f_back f_code f_builtins f_globals f_locals f_valuestack
+    # f_stacktop f_trace (f_trace_lines f_trace_opcodes) f_gen f_lasti f_lineno
+    # f_iblock(112) f_executing f_blockstack(120, 20 x 12 bytes) f_localsplus(360)
+    (3, 9): FrameLayout(None, 360, iblock_offset=112, blockstack_offset=120),
+    # as 3.9 without f_stacktop, with f_stackdepth; f_iblock(104) f_state
+    # f_blockstack(112) f_localsplus(352)
+    (3, 10): FrameLayout(None, 352, iblock_offset=104, blockstack_offset=112),
+    # f_func f_globals f_builtins f_locals f_code frame_obj previous(48)
+    # prev_instr stacktop(64) is_entry(68) owner localsplus(72)
+    (3, 11): FrameLayout(24, 72, previous_offset=48, is_entry_offset=68),
+    # f_code previous(8) f_funcobj f_globals f_builtins f_locals frame_obj
+    # prev_instr stacktop return_offset owner(70) localsplus(72)
+    (3, 12): FrameLayout(24, 72, previous_offset=8, owner_offset=70),
+    # f_executable previous(8) ... instr_ptr stacktop return_offset owner(70) localsplus(72)
+    (3, 13): FrameLayout(24, 72, previous_offset=8, owner_offset=70),
+}
+
+# 3.9/3.10 block types found on f_blockstack
+SETUP_FINALLY_BLOCK = 122
+EXCEPT_HANDLER_BLOCK = 257
+
+
+@dataclass(frozen=True)
+class OpcodeFacts:
+    """Bytecode facts the snapshot and the morph compiler depend on."""
+    # instructions that call a callable taken from the stack
+    call_ops: FrozenSet[str]
+    # instructions that resume a generator held on the stack
+    gen_resume_ops: FrozenSet[str]
+    # among those, the ones that also pop a value to send (receiver, value)
+    gen_send_ops: FrozenSet[str]
+    # instructions pushing no value / two values (default is one)
+    push0_ops: FrozenSet[str]
+    push2_ops: FrozenSet[str]
+    # instructions whose oparg low bit turns a 1-push into a 2-push (method load)
+    push2_if_lowbit: FrozenSet[str]
+    unconditional_jumps: FrozenSet[str]
+    terminators: FrozenSet[str]
+    # blocks live on the frame (3.9/3.10) or in the exception table (3.11+)
+    exception_model: str
+    # unit of ``b_handler`` on the 3.9/3.10 block stack, in bytes
+    block_handler_unit: int
+    # opcode used by the morph prologue to jump into the original code
+    jump_op: str
+    # sequence that calls the TOS-loaded constant with no arguments
+    call0: Tuple[str, ...]
+    # header instructions that stay before the prologue (3.11+)
+    header_ops: FrozenSet[str]
+    # a suspended generator's f_lasti points at its YIELD_VALUE (False: after it)
+    suspended_lasti_at_yield: bool
+    # how a restored suspended generator reaches its yield: "synthetic" yields
+    # from the prologue (block stack is rebuilt first), "original" jumps to the
+    # original YIELD_VALUE so the exception table covers it
+    suspended_yield: str
+
+
+_COMMON_TERMINATORS = frozenset({"RETURN_VALUE", "RAISE_VARARGS", "RERAISE"})
+
+OPCODE_FACTS = {}
+OPCODE_FACTS[(3, 9)] = OpcodeFacts(
+    call_ops=frozenset({"CALL_FUNCTION", "CALL_FUNCTION_KW", "CALL_FUNCTION_EX", "CALL_METHOD"}),
+    gen_resume_ops=frozenset({"FOR_ITER", "YIELD_FROM"}),
+    gen_send_ops=frozenset({"YIELD_FROM"}),
+    push0_ops=frozenset({"STORE_ATTR", "STORE_SUBSCR", "DELETE_ATTR", "DELETE_SUBSCR"}),
+    push2_ops=frozenset({"LOAD_METHOD"}),
+    push2_if_lowbit=frozenset(),
+    unconditional_jumps=frozenset({"JUMP_FORWARD", "JUMP_ABSOLUTE"}),
+    terminators=_COMMON_TERMINATORS,
+    exception_model="blocks",
+    block_handler_unit=1,
+    jump_op="JUMP_ABSOLUTE",
+    call0=("LOAD_FN", "CALL_FUNCTION"),
+    header_ops=frozenset(),
+    suspended_lasti_at_yield=True,
+    suspended_yield="synthetic",
+)
+OPCODE_FACTS[(3, 10)] = OpcodeFacts(**{**OPCODE_FACTS[(3, 9)].__dict__, "block_handler_unit": 2})
+OPCODE_FACTS[(3, 11)] = OpcodeFacts(
+    call_ops=frozenset({"CALL", "CALL_FUNCTION_EX"}),
+    gen_resume_ops=frozenset({"FOR_ITER", "SEND"}),
+    gen_send_ops=frozenset({"SEND"}),
+    push0_ops=frozenset({"STORE_ATTR", "STORE_SUBSCR", "DELETE_ATTR", "DELETE_SUBSCR"}),
+    push2_ops=frozenset({"LOAD_METHOD"}),
+    push2_if_lowbit=frozenset(),
+    unconditional_jumps=frozenset({"JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT"}),
+    terminators=_COMMON_TERMINATORS,
+    exception_model="table",
+    block_handler_unit=0,
+    jump_op="JUMP_FORWARD",
+    call0=("PUSH_NULL", "LOAD_FN", "PRECALL", "CALL"),
+    header_ops=frozenset({"COPY_FREE_VARS", "MAKE_CELL", "RETURN_GENERATOR", "POP_TOP", "RESUME"}),
+    suspended_lasti_at_yield=True,
+    suspended_yield="original",
+)
+OPCODE_FACTS[(3, 12)] = OpcodeFacts(**{
+    **OPCODE_FACTS[(3, 11)].__dict__,
+    "push0_ops": frozenset({"STORE_ATTR", "STORE_SUBSCR", "DELETE_ATTR", "DELETE_SUBSCR", "STORE_SLICE"}),
+    "push2_ops": frozenset(),
+    "push2_if_lowbit": frozenset({"LOAD_ATTR", "LOAD_SUPER_ATTR"}),
+    "terminators": _COMMON_TERMINATORS | {"RETURN_CONST"},
+    "call0": ("PUSH_NULL", "LOAD_FN", "CALL"),
+})
+OPCODE_FACTS[(3, 13)] = OpcodeFacts(**{
+    **OPCODE_FACTS[(3, 12)].__dict__,
+    "call_ops": frozenset({"CALL", "CALL_KW", "CALL_FUNCTION_EX"}),
+    "call0": ("LOAD_FN", "PUSH_NULL", "CALL"),
+    "suspended_lasti_at_yield": False,
+})
+
+
+class UnsupportedPython(RuntimeError):
+    pass
+
+
+def _facts_for(version: Tuple[int, int]):
+    try:
+        return FRAME_LAYOUTS[version], OPCODE_FACTS[version]
+    except KeyError:
+        raise UnsupportedPython(
+            f"pyteleport supports CPython 3.9 to 3.13; this is {version[0]}.{version[1]}"
+        ) from None
+
+
+LAYOUT, OPS = _facts_for(VERSION) if sys.implementation.name == "cpython" else (None, None)
+
+
+# --- raw frame access -------------------------------------------------------
+
+def _slots_base(frame) -> int:
+    """Address of the first slot (local 0) of a frame."""
+    if LAYOUT.iframe_ptr_offset is None:
+        return id(frame) + LAYOUT.slots_offset
+    return _iframe(frame) + LAYOUT.slots_offset
+
+
+def _iframe(frame) -> int:
+    return ctypes.c_void_p.from_address(id(frame) + LAYOUT.iframe_ptr_offset).value
+
+
+NULL = object()  # marks an empty (NULL) slot when reading raw slots
+
+
+def read_slots(frame, start: int, count: int) -> list:
+    """Read ``count`` raw slots of ``frame`` starting at ``start``.
+
+    Empty slots come back as :data:`NULL`; other slots as new references.
+    """
+    base = _slots_base(frame) + start * PTR
+    out = []
+    for i in range(count):
+        addr = ctypes.c_void_p.from_address(base + i * PTR).value
+        out.append(NULL if not addr else ctypes.cast(addr, ctypes.py_object).value)
+    return out
+
+
+def read_blocks(frame) -> list:
+    """3.9/3.10: the frame's block stack as ``(type, handler offset, level)``."""
+    n = ctypes.c_int.from_address(id(frame) + LAYOUT.iblock_offset).value
+    blocks = []
+    for i in range(n):
+        b_type, b_handler, b_level = (ctypes.c_int * 3).from_address(
+            id(frame) + LAYOUT.blockstack_offset + 12 * i)
+        if b_handler >= 0:
+            b_handler *= OPS.block_handler_unit
+        blocks.append((b_type, b_handler, b_level))
+    return blocks
+
+
+def entered_from_c(inner, outer) -> bool:
+    """Whether ``inner``'s eval loop was started by C code rather than by
+    ``outer``'s bytecode directly.  When true, the arguments ``outer`` passed
+    are still alive on its stack; when false (an inlined Python-to-Python call
+    on 3.11+) they were moved into ``inner`` and must not be read."""
+    if LAYOUT.iframe_ptr_offset is None:
+        return True
+    inner_if = _iframe(inner)
+    if LAYOUT.is_entry_offset is not None:
+        return bool(ctypes.c_bool.from_address(inner_if + LAYOUT.is_entry_offset).value)
+    previous = ctypes.c_void_p.from_address(inner_if + LAYOUT.previous_offset).value
+    if previous == _iframe(outer):
+        return False
+    # a shim frame sits between: a C entry frame, or (3.13) the __init__ cleanup shim
+    owner = ctypes.c_char.from_address(previous + LAYOUT.owner_offset).value[0]
+    return owner == FRAME_OWNED_BY_CSTACK
+
+
+def local_kinds(code) -> Tuple[Tuple[str, str], ...]:
+    """Slot order of ``code`` as ``(name, kind)`` with kind in local/cell/free.
+
+    3.9/3.10 keep a plain-local slot for every varname, then one per cell, then
+    one per free variable.  3.11+ merge an argument that is also a cell into one
+    slot (which then holds the cell).
+    """
+    cells = set(code.co_cellvars)
+    if LAYOUT.iframe_ptr_offset is None:
+        return (tuple((n, "local") for n in code.co_varnames)
+                + tuple((n, "cell") for n in code.co_cellvars)
+                + tuple((n, "free") for n in code.co_freevars))
+    return (tuple((n, "cell" if n in cells else "local") for n in code.co_varnames)
+            + tuple((n, "cell") for n in code.co_cellvars if n not in code.co_varnames)
+            + tuple((n, "free") for n in code.co_freevars))
+
+
+def exception_table(code) -> list:
+    """3.11+: entries ``(start, end, target, depth, lasti)`` in byte offsets."""
+    import dis
+    return [(e.start, e.end, e.target, e.depth, e.lasti) for e in dis._parse_exception_table(code)]

@@ -1,0 +1,148 @@
+"""Packing a running program into a :class:`~._payload.Payload`:
+snapshot the frames, compile their morphs, serialise everything.
+
+Any failure here is a :class:`TeleportError` raised before anything is sent.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import sysconfig
+import types
+from typing import Any, Dict, List, Tuple
+
+from . import _morph, _pickler
+from ._cpython import NULL
+from ._errors import TeleportError
+from ._payload import Payload
+from ._snapshot import CO_GENERATOR, FrameState, capture_chain, capture_suspended
+
+# never carried by value: the interpreter and the import system set them up
+_MAIN_SKIP = {"__builtins__", "__loader__", "__spec__"}
+
+
+def pack(frame, result: Any, extra_context: Dict[str, Any] = None) -> Payload:
+    """Everything needed to continue the program at ``frame``'s current call,
+    which returns ``result`` in the resumed process."""
+    states = capture_chain(frame, result)
+    running: Dict[int, Any] = {}
+    entry = _compile_chain(states, running)
+    main = sys.modules["__main__"]
+    main_globals = {k: v for k, v in vars(main).items() if k not in _MAIN_SKIP}
+    modules = _user_module_attrs()
+    root = {"main": main_globals, "modules": modules, "entry": entry}
+    try:
+        state_bytes, buffers = _pickler.dumps(root, running, _compile_suspended)
+    except RecursionError:
+        raise TeleportError("the program state is nested too deeply to serialise "
+                            "(raise sys.setrecursionlimit)") from None
+    except TeleportError:
+        raise
+    except Exception as e:
+        detail = _pickler.diagnose(_roots(states, main_globals, modules), running, _compile_suspended)
+        raise TeleportError(detail or f"cannot serialise the program state: {_pickler._clean(e)}") from None
+    context = _context(main, states, extra_context or {})
+    return Payload(pickle.dumps(context, protocol=4), state_bytes, buffers)
+
+
+def _compile_chain(states: List[FrameState], running: Dict[int, Any]):
+    inner_fn = None
+    inner_state = None
+    for state in reversed(states):
+        if inner_state is not None and state.resume.kind == "reexec":
+            running[id(inner_state.generator)] = inner_fn
+            fn = _morph.compile_state(state, None)
+        else:
+            fn = _morph.compile_state(state, inner_fn)
+        inner_fn, inner_state = fn, state
+    return inner_fn
+
+
+def _compile_suspended(gen):
+    return _morph.compile_state(capture_suspended(gen), None)
+
+
+def _context(main, states: List[FrameState], extra: Dict[str, Any]) -> Dict[str, Any]:
+    spec = getattr(main, "__spec__", None)
+    from . import __version__
+    ctx = {
+        "pyteleport": __version__,
+        "cwd": os.getcwd(),
+        "environ": dict(os.environ),
+        "argv": list(sys.argv),
+        "path": list(sys.path),
+        "main_spec": getattr(spec, "name", None),
+        "frames": [s.where for s in states],
+        "task_index": None,
+    }
+    ctx.update(extra)
+    return ctx
+
+
+def _system_dirs() -> Tuple[str, ...]:
+    dirs = set()
+    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+        try:
+            dirs.add(os.path.realpath(sysconfig.get_path(key)))
+        except KeyError:
+            pass
+    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
+        dirs.add(os.path.realpath(prefix))
+    here = os.path.dirname(os.path.realpath(__file__))
+    dirs.add(here)
+    return tuple(d + os.sep for d in dirs)
+
+
+def _is_user_module(name: str, module) -> bool:
+    if name in ("__main__", "__mp_main__") or not isinstance(module, types.ModuleType):
+        return False
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str):
+        return False
+    real = os.path.realpath(path)
+    return not real.startswith(_system_dirs())
+
+
+def _user_module_attrs() -> Dict[str, Dict[str, Any]]:
+    """Attributes of the program's own modules (outside the standard library
+    and site-packages), so that changes made at run time carry over; the
+    modules themselves are imported again on the target."""
+    out = {}
+    for name, module in list(sys.modules.items()):
+        if not _is_user_module(name, module):
+            continue
+        attrs = {}
+        for key, value in vars(module).items():
+            if key.startswith("__") and key.endswith("__"):
+                continue
+            if isinstance(value, types.ModuleType):
+                continue
+            if isinstance(value, (types.FunctionType, type)) and getattr(value, "__module__", None) == name:
+                continue  # imported again with the module
+            attrs[key] = value
+        if attrs:
+            out[name] = attrs
+    return out
+
+
+def _roots(states, main_globals, modules) -> List[Tuple[str, Any]]:
+    roots = []
+    for s in states:
+        fn = s.code.co_name
+        for k, v in s.locals.items():
+            roots.append((f"{s.where}: local {k!r}", v))
+        for k, c in s.cells.items():
+            try:
+                roots.append((f"{s.where}: variable {k!r}", c.cell_contents))
+            except ValueError:
+                pass
+        for i, v in enumerate(s.stack):
+            if v is not NULL:
+                roots.append((f"{s.where}: value {i} on the evaluation stack of {fn}()", v))
+    for k, v in main_globals.items():
+        roots.append((f"__main__ global {k!r}", v))
+    for m, attrs in modules.items():
+        for k, v in attrs.items():
+            roots.append((f"module {m!r} attribute {k!r}", v))
+    return roots

@@ -1,0 +1,172 @@
+"""The payload format: what travels from the source to the target.
+
+Layout (little-endian)::
+
+    header   magic b"PYTLPORT"  u16 format  u8 py_major  u8 py_minor
+             4s bytecode magic  u8 n  n bytes pyteleport version
+    context  u64 n, n bytes     plain pickle: process context and manifest
+    state    u64 n, n bytes     dill pickle protocol 5: the program
+    buffers  u32 count, then per buffer u64 n, n bytes (out-of-band pickle buffers)
+    trailer  b"PTEND" u32 crc32 of everything before the trailer
+
+The header is checked before anything else is read, and the checksum before
+anything is unpickled, so a payload from another Python, a truncated or a
+corrupted file is refused without executing any of it.
+"""
+from __future__ import annotations
+
+import importlib.util
+import pickle
+import struct
+import sys
+import zlib
+from dataclasses import dataclass, field
+from typing import BinaryIO, Callable, List, Optional
+
+MAGIC = b"PYTLPORT"
+FORMAT_VERSION = 1
+HEADER = struct.Struct("<8sHBB4sB")
+U64 = struct.Struct("<Q")
+U32 = struct.Struct("<I")
+TRAILER_MAGIC = b"PTEND"
+CHUNK = 1 << 20
+
+
+class PayloadError(Exception):
+    """The payload cannot be used here; the message is one line for the user."""
+
+
+def _pyteleport_version() -> str:
+    from . import __version__
+    return __version__
+
+
+@dataclass
+class Payload:
+    context: bytes
+    state: bytes
+    buffers: List = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return (HEADER.size + 32 + 8 + len(self.context) + 8 + len(self.state) + 4
+                + sum(8 + memoryview(b).nbytes for b in self.buffers) + len(TRAILER_MAGIC) + 4)
+
+    def write_to(self, out: BinaryIO, progress: Optional[Callable[[int], None]] = None) -> None:
+        """Stream the payload to ``out`` without copying the buffers."""
+        crc = 0
+
+        def put(data):
+            nonlocal crc
+            view = memoryview(data).cast("B")
+            for start in range(0, len(view), CHUNK):
+                chunk = view[start:start + CHUNK]
+                crc = zlib.crc32(chunk, crc)
+                out.write(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+
+        version = _pyteleport_version().encode()
+        put(HEADER.pack(MAGIC, FORMAT_VERSION, sys.version_info[0], sys.version_info[1],
+                        importlib.util.MAGIC_NUMBER, len(version)) + version)
+        put(U64.pack(len(self.context)))
+        put(self.context)
+        put(U64.pack(len(self.state)))
+        put(self.state)
+        put(U32.pack(len(self.buffers)))
+        for b in self.buffers:
+            raw = b.raw() if isinstance(b, pickle.PickleBuffer) else memoryview(b)
+            put(U64.pack(raw.nbytes))
+            put(raw)
+        out.write(TRAILER_MAGIC + U32.pack(crc))
+        out.flush()
+
+
+@dataclass
+class Header:
+    format_version: int
+    python: tuple
+    bytecode_magic: bytes
+    pyteleport_version: str
+
+
+class _Reader:
+    def __init__(self, stream: BinaryIO, progress=None):
+        self.stream = stream
+        self.crc = 0
+        self.progress = progress
+
+    def exact(self, n: int, what: str) -> bytearray:
+        buf = bytearray(n)
+        view = memoryview(buf)
+        got = 0
+        while got < n:
+            k = self.stream.readinto(view[got:got + CHUNK])
+            if not k:
+                raise PayloadError(f"truncated payload: the {what} ends after {got} of {n} bytes")
+            self.crc = zlib.crc32(view[got:got + k], self.crc)
+            got += k
+            if self.progress is not None:
+                self.progress(k)
+        return buf
+
+
+def read_header(reader: _Reader) -> Header:
+    raw = reader.exact(HEADER.size, "header")
+    magic, fmt, major, minor, bc_magic, n = HEADER.unpack(bytes(raw))
+    if magic != MAGIC:
+        raise PayloadError("not a pyteleport payload (bad magic bytes)")
+    if fmt != FORMAT_VERSION:
+        raise PayloadError(f"payload format {fmt} is not supported by this pyteleport "
+                           f"(it reads format {FORMAT_VERSION}): resume it with the pyteleport "
+                           f"version that wrote it")
+    version = bytes(reader.exact(n, "header")).decode("utf-8", "replace")
+    here = sys.version_info[:2]
+    if (major, minor) != here:
+        raise PayloadError(f"payload was made by Python {major}.{minor} (pyteleport {version}); "
+                           f"this is Python {here[0]}.{here[1]}: resume it with Python {major}.{minor}")
+    if bc_magic != importlib.util.MAGIC_NUMBER:
+        raise PayloadError(f"payload was made by a Python {major}.{minor} build with another "
+                           f"bytecode magic number; resume it with the same interpreter build")
+    return Header(fmt, (major, minor), bc_magic, version)
+
+
+def read(stream: BinaryIO, progress=None):
+    """Read and verify a whole payload; returns ``(header, Payload)``."""
+    reader = _Reader(stream, progress)
+    header = read_header(reader)
+    context = bytes(reader.exact(U64.unpack(reader.exact(8, "context length"))[0], "context"))
+    state = bytes(reader.exact(U64.unpack(reader.exact(8, "state length"))[0], "state"))
+    (count,) = U32.unpack(reader.exact(4, "buffer count"))
+    buffers = []
+    for i in range(count):
+        (n,) = U64.unpack(reader.exact(8, f"buffer {i} length"))
+        buffers.append(reader.exact(n, f"buffer {i}"))
+    expected = reader.crc
+    tail = stream.read(len(TRAILER_MAGIC) + 4)
+    if len(tail) != len(TRAILER_MAGIC) + 4 or not tail.startswith(TRAILER_MAGIC):
+        raise PayloadError("truncated or corrupted payload: the trailer is missing")
+    if U32.unpack(tail[len(TRAILER_MAGIC):])[0] != expected:
+        raise PayloadError("corrupted payload: checksum mismatch")
+    return header, Payload(context, state, buffers)
+
+
+def read_context(stream: BinaryIO):
+    """Header and context only (for inspection; nothing is executed)."""
+    reader = _Reader(stream)
+    header = read_header(reader)
+    context = bytes(reader.exact(U64.unpack(reader.exact(8, "context length"))[0], "context"))
+    state_len = U64.unpack(reader.exact(8, "state length"))[0]
+    return header, pickle.loads(context), state_len
+
+
+def rewrite_python_version(path: str, version: tuple) -> None:
+    """Test helper: rewrite the Python version of a payload file, fixing the checksum."""
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    magic, fmt, _, _, bc, n = HEADER.unpack_from(data)
+    HEADER.pack_into(data, 0, magic, fmt, version[0], version[1], bc, n)
+    body = data[:-(len(TRAILER_MAGIC) + 4)]
+    data[-4:] = U32.pack(zlib.crc32(body))
+    with open(path, "wb") as f:
+        f.write(data)

@@ -1,0 +1,135 @@
+"""The restore entry point: runs in the target process.
+
+It reads and verifies a payload, restores the process context (working
+directory, environment, ``sys.argv``, ``sys.path``), rebuilds ``__main__`` and
+every object, reports to the source that the program is rebuilt, and runs it.
+It imports only what loading the payload needs: the heavy parts of pyteleport
+(snapshot, compiler, bytecode) stay on the source side.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+import types
+
+from ._payload import PayloadError, read
+
+EXIT_BAD_PAYLOAD = 2
+
+# set in the resumed process: the index of this task in a fan-out, if any
+task_index = None
+
+
+class _Status:
+    """The channel that tells the source whether the rebuild worked."""
+
+    def __init__(self, fd):
+        self.fd = fd
+
+    def send(self, line: str) -> None:
+        if self.fd is None:
+            return
+        try:
+            os.write(self.fd, (line.replace("\n", " ") + "\n").encode("utf-8", "replace"))
+            os.close(self.fd)
+        except OSError:
+            pass
+        self.fd = None
+
+
+def _fail(status: _Status, message: str) -> "NoReturn":
+    if status.fd is not None:
+        status.send("ERR " + message)
+    else:
+        sys.stderr.write(f"pyteleport: {message}\n")
+    sys.stderr.flush()
+    os._exit(EXIT_BAD_PAYLOAD)
+
+
+def _apply_context(ctx: dict) -> None:
+    global task_index
+    os.chdir(ctx["cwd"])
+    os.environ.clear()
+    os.environ.update(ctx["environ"])
+    sys.argv[:] = ctx["argv"]
+    sys.path[:] = ctx["path"]
+    task_index = ctx.get("task_index")
+
+
+def _new_main(ctx: dict) -> types.ModuleType:
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = __builtins__ if isinstance(__builtins__, dict) else vars(__builtins__)
+    main.__spec__ = None
+    main.__loader__ = None
+    sys.modules["__main__"] = main
+    return main
+
+
+def restore(stream, status_fd=None) -> None:
+    """Rebuild the program from ``stream`` and run it; does not return normally."""
+    status = _Status(status_fd)
+    try:
+        _, payload = read(stream)
+    except PayloadError as e:
+        _fail(status, str(e))
+    except OSError as e:
+        _fail(status, f"cannot read the payload: {e}")
+    finally:
+        stream.close()
+    try:
+        ctx = pickle.loads(payload.context)
+        _apply_context(ctx)
+    except Exception as e:
+        _fail(status, f"cannot restore the process context: {type(e).__name__}: {e}")
+    main = _new_main(ctx)
+    try:
+        import dill
+        state = dill.loads(payload.state, buffers=payload.buffers)
+        main.__dict__.update(state["main"])
+        for name, attrs in state["modules"].items():
+            module = sys.modules.get(name)
+            if module is None:
+                import importlib
+                module = importlib.import_module(name)
+            for key, value in attrs.items():
+                setattr(module, key, value)
+    except Exception as e:
+        _fail(status, f"cannot rebuild the program here: {type(e).__name__}: {e}")
+    del payload
+    status.send("OK")
+    _run(state["entry"], main.__dict__)
+
+
+def _run(entry, namespace) -> None:
+    try:
+        exec(entry, namespace)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        # hide this entry point's own frame from the traceback
+        tb = e.__traceback__.tb_next if e.__traceback__ is not None else None
+        sys.excepthook(type(e), e.with_traceback(tb), tb)
+        sys.stderr.flush()
+        sys.exit(130 if isinstance(e, KeyboardInterrupt) else 1)
+    sys.exit(0)
+
+
+def main_fd(argv=None) -> None:
+    """Entry used by backends: ``--payload-fd N --status-fd M``."""
+    argv = sys.argv[1:] if argv is None else argv
+    opts = dict(zip(argv[::2], argv[1::2]))
+    payload_fd = int(opts["--payload-fd"])
+    status_fd = int(opts["--status-fd"]) if "--status-fd" in opts else None
+    with open(payload_fd, "rb", buffering=0) as stream:
+        restore(stream, status_fd)
+
+
+def resume_file(path: str) -> None:
+    try:
+        stream = open(path, "rb")
+    except OSError as e:
+        sys.stderr.write(f"pyteleport: cannot open {path}: {e.strerror}\n")
+        sys.exit(EXIT_BAD_PAYLOAD)
+    with stream:
+        restore(stream)

@@ -1,0 +1,353 @@
+"""Snapshot of a running program: the chain of Python frames from a call site
+up to the ``__main__`` module frame, each with its locals, cells, pending stack
+values and (3.9/3.10) open blocks, plus how each frame is to resume.
+
+Nothing here serialises or compiles anything; :mod:`._morph` turns a
+:class:`FrameState` into code and :mod:`._pickler` turns objects into bytes.
+"""
+from __future__ import annotations
+
+import builtins
+import inspect
+import sys
+import types
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import _cpython
+from ._cpython import NULL, OPS, EXCEPT_HANDLER_BLOCK, SETUP_FINALLY_BLOCK
+from ._errors import TeleportError
+from ._stack_analysis import AnalysisError, analyze
+
+CO_GENERATOR = inspect.CO_GENERATOR
+CO_ASYNC = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+
+
+def describe(frame) -> str:
+    """``file:line, in function`` for messages."""
+    code = frame.f_code
+    return f"{code.co_filename}:{frame.f_lineno}, in {code.co_name}"
+
+
+@dataclass
+class Resume:
+    """How a frame continues once its state is rebuilt.
+
+    ``result``  the current instruction finished: push ``value`` (or the value
+                of calling ``inner``) in place of the items it consumed and
+                continue after it.
+    ``reexec``  execute the current instruction again with the whole stack
+                (it resumes a generator held on the stack).
+    ``yield``   a suspended generator: wait at its yield for the next send().
+    ``start``   a generator that has not started yet.
+    """
+    kind: str
+    index: int                 # index of the current instruction (Analysis.instructions)
+    keep: int                  # stack items that stay below the resume point
+    pushes: int = 1            # values the instruction leaves ('result')
+    value: Any = None          # 'result' value when there is no inner frame
+    init_self: Any = NULL      # class call: the instance replaces __init__'s None
+
+
+@dataclass
+class FrameState:
+    code: types.CodeType
+    where: str                     # file:line, in function (for messages)
+    is_module: bool
+    globals: dict
+    locals: Dict[str, Any]         # bound plain locals
+    cells: Dict[str, Any]          # cell objects of cell and free variables
+    stack: List[Any]               # pending values (NULL marks an empty slot)
+    tags: Tuple[str, ...]          # per stack slot, see _stack_analysis
+    blocks: List[Tuple[int, int, int]]   # 3.9/3.10 open blocks
+    resume: Resume
+    handled: List[Any] = field(default_factory=list)  # exception per handler slot/block
+    inner: Optional["FrameState"] = None
+    generator: Any = None          # the generator object running this frame
+
+
+def _read_frame(frame, lasti: int):
+    """Locals, cells and the static analysis of ``frame`` at ``lasti``."""
+    code = frame.f_code
+    kinds = _cpython.local_kinds(code)
+    raw = _cpython.read_slots(frame, 0, len(kinds))
+    locals_, cells = {}, {}
+    for (name, kind), value in zip(kinds, raw):
+        if kind == "local":
+            if value is not NULL:
+                locals_[name] = value
+        elif value is not NULL:
+            cells[name] = value
+    try:
+        analysis = analyze(code)
+    except AnalysisError as e:
+        raise TeleportError(f"{describe(frame)}: cannot analyse the bytecode of this frame ({e})") from None
+    index = analysis.index_of(lasti)
+    tags = analysis.tags_before.get(analysis.instructions[index].offset)
+    if tags is None:
+        raise TeleportError(f"{describe(frame)}: the current instruction is not reachable in the analysis")
+    return kinds, locals_, cells, analysis, index, tags
+
+
+def _pushes(ins) -> int:
+    if ins.opname in OPS.push0_ops:
+        return 0
+    if ins.opname in OPS.push2_ops or (ins.opname in OPS.push2_if_lowbit and ins.arg & 1):
+        return 2
+    return 1
+
+
+def _callable_on_stack(stack: list, below: int):
+    first = stack[below] if below < len(stack) else NULL
+    if first is NULL and below + 1 < len(stack):
+        return stack[below + 1]
+    return first
+
+
+def _code_of(obj):
+    """The code object a Python-level callable runs first, if any."""
+    if isinstance(obj, types.MethodType):
+        obj = obj.__func__
+    if isinstance(obj, types.FunctionType):
+        return obj.__code__
+    call = getattr(type(obj), "__call__", None)
+    if isinstance(call, types.FunctionType):
+        return call.__code__
+    return None
+
+
+_GEN_DRIVERS = {id(next)}
+
+
+def _link(outer, inner, outer_ins, stack_alive: bool, stack: list, below: int, inner_gen) -> str:
+    """Decide how ``outer`` gets the value of ``inner``: 'result', 'reexec' or 'init'.
+
+    Raises TeleportError when C code that cannot be resumed sits between them.
+    """
+    name = outer_ins.opname
+    inner_code = inner.f_code
+    if inner_code.co_flags & CO_GENERATOR:
+        if name in OPS.gen_resume_ops:
+            return "reexec"
+        if name in OPS.call_ops and stack_alive:
+            fn = _callable_on_stack(stack, below)
+            if id(fn) in _GEN_DRIVERS or (
+                    isinstance(fn, types.BuiltinMethodType) and fn.__self__ is inner_gen
+                    and fn.__name__ in ("send", "__next__")):
+                return "reexec"
+            raise TeleportError(
+                f"{describe(inner)}: this generator is being iterated by "
+                f"{getattr(fn, '__qualname__', type(fn).__name__)}() (native code, called at "
+                f"{describe(outer)}); native frames cannot be moved. Iterate it with a for loop "
+                f"or next() instead")
+        raise TeleportError(
+            f"{describe(inner)}: this generator is driven by native code at {describe(outer)} "
+            f"({name}); native frames cannot be moved")
+    if name in OPS.call_ops:
+        if not stack_alive:
+            return "result"  # an inlined Python-to-Python call
+        fn = _callable_on_stack(stack, below)
+        if isinstance(fn, type):
+            if inner_code.co_name == "__init__":
+                return "init"
+            if inner_code.co_name == "__call__":
+                return "result"
+            raise TeleportError(
+                f"{describe(inner)}: called while constructing {fn.__qualname__} at "
+                f"{describe(outer)}; only __init__ can be resumed inside a class call")
+        if _code_of(fn) is inner_code:
+            return "result"
+        raise TeleportError(
+            f"{describe(inner)}: called from native code "
+            f"({getattr(fn, '__qualname__', repr(fn))}, called at {describe(outer)}); "
+            f"native frames between Python frames cannot be moved")
+    # implicit calls made by the interpreter: properties, descriptors, operators
+    if name.startswith(("LOAD_ATTR", "STORE_ATTR", "DELETE_ATTR", "LOAD_METHOD", "LOAD_SUPER_ATTR")) \
+            or inner_code.co_name.startswith("__") and inner_code.co_name.endswith("__"):
+        return "result"
+    raise TeleportError(
+        f"{describe(inner)}: called by the interpreter from {describe(outer)} ({name}) "
+        f"through native code that cannot be resumed")
+
+
+def _generator_of(frame, outer_stack: list, outer_tags_len: int):
+    """The generator object running ``frame``, found on the caller's stack."""
+    for value in reversed(outer_stack):
+        if isinstance(value, types.GeneratorType) and value.gi_frame is frame:
+            return value
+    return None
+
+
+def capture_frame(frame, lasti: Optional[int] = None, *, inner=None, result=None,
+                  inner_states: Optional[dict] = None) -> FrameState:
+    """Snapshot one frame.  ``inner`` is the frame it is calling (None for the
+    frame that called teleport, whose call returns ``result``)."""
+    code = frame.f_code
+    if code.co_flags & CO_ASYNC:
+        raise TeleportError(f"{describe(frame)}: coroutines and async generators cannot be moved yet")
+    lasti = frame.f_lasti if lasti is None else lasti
+    kinds, locals_, cells, analysis, index, tags = _read_frame(frame, lasti)
+    ins = analysis.instructions[index]
+    depth = len(tags)
+    is_module = code.co_name == "<module>" and frame.f_globals is frame.f_locals
+    pushes = _pushes(ins)
+    effect = _effect_of(ins)
+    below = depth + effect - pushes
+    stack_alive = inner is None and False or (inner is not None and _cpython.entered_from_c(inner, frame))
+    readable = depth if stack_alive else below
+    if ins.opname in OPS.gen_send_ops:
+        readable = min(readable, depth - 1)   # the sent value was handed over
+    stack = _cpython.read_slots(frame, len(kinds), readable)
+    blocks = _cpython.read_blocks(frame) if OPS.exception_model == "blocks" else []
+
+    if inner is None:
+        resume = Resume("result", index, below, pushes, value=result)
+    else:
+        inner_gen = _generator_of(inner, stack, depth) if inner.f_code.co_flags & CO_GENERATOR else None
+        how = _link(frame, inner, ins, stack_alive, stack, below, inner_gen)
+        if how == "reexec":
+            keep = depth - 1 if ins.opname in OPS.gen_send_ops else depth
+            resume = Resume("reexec", index, keep)
+            if inner_gen is None:
+                raise TeleportError(f"{describe(inner)}: cannot find the generator object running this frame")
+        else:
+            resume = Resume("result", index, below, pushes)
+            if how == "init":
+                first = inner.f_code.co_varnames[0] if inner.f_code.co_argcount else None
+                if first is None:
+                    raise TeleportError(f"{describe(inner)}: __init__ without a self argument")
+                resume.init_self = inner.f_locals[first]
+    stack = stack[:resume.keep] if len(stack) > resume.keep else stack
+    if len(stack) < resume.keep:
+        raise TeleportError(f"{describe(frame)}: internal error: stack shorter than expected "
+                            f"({len(stack)} < {resume.keep})")
+    return FrameState(
+        code=code, where=describe(frame), is_module=is_module, globals=frame.f_globals,
+        locals=locals_, cells=cells, stack=stack, tags=tags[:resume.keep],
+        blocks=[b for b in blocks], resume=resume,
+    )
+
+
+def _effect_of(ins) -> int:
+    import dis
+    arg = ins.arg if ins.opcode >= dis.HAVE_ARGUMENT else None
+    return dis.stack_effect(ins.opcode, arg, jump=False)
+
+
+def capture_suspended(gen) -> FrameState:
+    """Snapshot of a generator that is not running (created or suspended)."""
+    frame = gen.gi_frame
+    state = inspect.getgeneratorstate(gen)
+    code = frame.f_code
+    if state == inspect.GEN_CREATED:
+        kinds = _cpython.local_kinds(code)
+        raw = _cpython.read_slots(frame, 0, len(kinds))
+        locals_ = {n: v for (n, k), v in zip(kinds, raw) if k == "local" and v is not NULL}
+        cells = {n: v for (n, k), v in zip(kinds, raw) if k != "local" and v is not NULL}
+        # 3.11+ (before MAKE_CELL ran) a cell-argument slot still holds the plain value
+        for name in list(cells):
+            if name in code.co_cellvars and not isinstance(cells[name], types.CellType):
+                locals_[name] = cells.pop(name)
+        return FrameState(code, describe(frame), False, frame.f_globals, locals_, cells,
+                          [], (), [], Resume("start", 0, 0))
+    lasti = frame.f_lasti
+    kinds, locals_, cells, analysis, index, tags = _read_frame(frame, lasti)
+    ins = analysis.instructions[index]
+    if not OPS.suspended_lasti_at_yield:
+        index -= 1  # f_lasti points after the yield: step back onto it
+        ins = analysis.instructions[index]
+    depth_after_yield = len(analysis.tags_before.get(ins.offset, ())) - (1 if ins.opname == "YIELD_VALUE" else 0)
+    if ins.opname == "YIELD_VALUE":
+        keep = depth_after_yield
+        tags = analysis.tags_before[ins.offset][:keep]
+    else:  # 3.9/3.10 suspended in YIELD_FROM: f_lasti is the instruction before it
+        keep = len(analysis.tags_before[analysis.instructions[index + 1].offset]) - 1
+        tags = analysis.tags_before[analysis.instructions[index + 1].offset][:keep]
+    stack = _cpython.read_slots(frame, len(kinds), keep)
+    blocks = _cpython.read_blocks(frame) if OPS.exception_model == "blocks" else []
+    return FrameState(code, describe(frame), False, frame.f_globals, locals_, cells,
+                      stack, tags, blocks, Resume("yield", index, keep),
+                      handled=[None] * _count_handlers(tags, blocks))
+
+
+def _count_handlers(tags, blocks) -> int:
+    return tags.count("prev_exc") + sum(1 for b in blocks if b[0] == EXCEPT_HANDLER_BLOCK)
+
+
+def _is_main_module_frame(frame) -> bool:
+    main = sys.modules.get("__main__")
+    return (frame.f_code.co_name == "<module>" and main is not None
+            and frame.f_globals is getattr(main, "__dict__", None))
+
+
+def _check_threads():
+    threading = sys.modules.get("threading")
+    if threading is None:
+        return
+    if threading.current_thread() is not threading.main_thread():
+        raise TeleportError("teleport()/checkpoint() must be called from the main thread")
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    if others:
+        names = ", ".join(repr(t.name) for t in others)
+        raise TeleportError(
+            f"other live threads: {names}; threads cannot be moved yet: join them before the call")
+
+
+def capture_chain(start, result) -> List[FrameState]:
+    """Snapshot frames from ``start`` (the frame that called teleport) up to
+    the ``__main__`` module frame; returns them outermost first, linked by
+    ``.inner``.  ``result`` is what the call in ``start`` returns after the move."""
+    _check_threads()
+    frames = []
+    f = start
+    while f is not None:
+        frames.append(f)
+        if _is_main_module_frame(f):
+            break
+        f = f.f_back
+    else:
+        raise TeleportError(
+            f"{describe(start)}: no __main__ module frame above this call: pyteleport moves "
+            "programs run as a script, with -m or -c (not code running at import time or "
+            "inside an embedding application)")
+    states: List[FrameState] = []
+    inner = None
+    for frame in frames:   # innermost first
+        state = capture_frame(frame, inner=inner, result=result)
+        if states:
+            states[-1].generator = (_generator_of(inner, state.stack, 0)
+                                    if inner.f_code.co_flags & CO_GENERATOR else None)
+            state.inner = states[-1]
+        states.append(state)
+        inner = frame
+    states.reverse()
+    _assign_handled(states)
+    return states
+
+
+def _assign_handled(states: List[FrameState]):
+    """Which exception each open handler is handling.
+
+    A handler slot records the exception that was handled *before* it began;
+    so handler k handles the exception recorded by handler k+1, and the last
+    one handles the exception being handled at the call (sys.exc_info())."""
+    slots = []   # (state, position) for every handler, outermost first
+    for state in states:
+        if OPS.exception_model == "table":
+            slots += [(state, i) for i, t in enumerate(state.tags) if t == "prev_exc"]
+        else:
+            slots += [(state, b[2] + 1) for b in state.blocks if b[0] == EXCEPT_HANDLER_BLOCK]
+    recorded = [s.stack[i] if i < len(s.stack) else None for s, i in slots]
+    handled = recorded[1:] + [sys.exc_info()[1]]
+    for state in states:
+        state.handled = []
+    for (state, _), exc in zip(slots, handled):
+        state.handled.append(None if exc is NULL else exc)
+
+
+def frame_chain_summary(states: List[FrameState]) -> List[str]:
+    return [s.where for s in states]
+
+
+__all__ = ["FrameState", "Resume", "capture_chain", "capture_suspended", "describe", "NULL",
+           "SETUP_FINALLY_BLOCK", "builtins"]

@@ -1,0 +1,81 @@
+"""The public calls: :func:`teleport` and :func:`checkpoint`.
+
+This module is imported by ``import pyteleport`` on first use of either call;
+it stays light, the snapshot machinery is imported when a call is made.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Union
+
+from ._errors import TeleportError
+
+
+def teleport(backend: Union[str, "Backend"] = "local", **options) -> None:
+    """Move the running program to another process and continue it there.
+
+    Everything after this call runs in the new process, where the call returns
+    ``None``.  The calling process forwards its standard streams, then exits
+    with the new process's exit code: it does not return from this call.
+
+    ``backend`` is a registered backend name (``"local"`` by default) or a
+    :class:`pyteleport.Backend` instance; ``options`` go to the backend.
+
+    Raises :class:`TeleportError` if the program cannot be moved (a native
+    frame on the stack, another live thread, an object that cannot be
+    serialised) or the backend cannot start it; the program then continues
+    here, unchanged.
+    """
+    from . import backends, _pack
+    impl = backends.get_backend(backend, **options)
+    payload = _pack.pack(sys._getframe(1), None)
+    _flush_std()
+    target = impl.spawn(payload)
+    code = target.wait()
+    _flush_std()
+    os._exit(code)
+
+
+def checkpoint(path: Union[str, os.PathLike]) -> bool:
+    """Save the running program to ``path`` and carry on.
+
+    Returns ``False`` here.  ``pyteleport resume PATH`` continues the program
+    from this call in a new process, where it returns ``True``.  The file is
+    written atomically with mode 0600.
+    """
+    from . import _pack
+    payload = _pack.pack(sys._getframe(1), True)
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as e:
+        raise TeleportError(f"cannot write checkpoint {path!r}: {e.strerror}") from None
+    try:
+        with open(fd, "wb") as f:
+            from ._progress import Progress
+            progress = Progress(payload.size, f"checkpoint {os.path.basename(path)}")
+            payload.write_to(f, progress)
+            progress.close()
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(e, OSError):
+            raise TeleportError(f"cannot write checkpoint {path!r}: {e}") from None
+        raise
+    return False
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError, OSError):
+            pass

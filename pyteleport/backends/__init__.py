@@ -1,0 +1,82 @@
+"""Backends: where a moved program continues.
+
+A backend turns a :class:`~pyteleport._payload.Payload` into a running target
+process.  The core calls :meth:`Backend.spawn`, which returns only once the
+target has confirmed that it rebuilt the program, and then
+:meth:`Target.wait`.  Backends are looked up by name in the entry-point group
+``pyteleport.backends``; the built-in ones are registered below.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Dict, Type, Union
+
+from .._errors import TeleportError
+
+_BUILTIN = {
+    "local": "pyteleport.backends.local:LocalBackend",
+}
+
+
+class Target(ABC):
+    """A started target process, after a successful handoff."""
+
+    @abstractmethod
+    def wait(self) -> int:
+        """Forward standard streams and signals until the target ends; return its exit code."""
+
+
+class Backend(ABC):
+    """Base class of backends.
+
+    Subclasses take their options as keyword arguments in ``__init__`` and
+    implement :meth:`spawn`.
+    """
+
+    name = "?"
+
+    @abstractmethod
+    def spawn(self, payload) -> Target:
+        """Start the target, deliver ``payload`` and wait for its confirmation.
+
+        Must raise :class:`pyteleport.TeleportError` with the target's own
+        reason if the target cannot rebuild the program; the caller's program
+        then continues where it was.
+        """
+
+
+def _load(spec: str) -> Type[Backend]:
+    import importlib
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def available() -> Dict[str, str]:
+    """Registered backend names and where they come from."""
+    found = dict(_BUILTIN)
+    try:
+        from importlib.metadata import entry_points
+        eps = entry_points()
+        group = eps.select(group="pyteleport.backends") if hasattr(eps, "select") else eps.get("pyteleport.backends", [])
+        for ep in group:
+            found.setdefault(ep.name, ep.value)
+    except Exception:  # broken metadata of unrelated packages must not break teleport
+        pass
+    return found
+
+
+def get_backend(backend: Union[str, Backend], **options) -> Backend:
+    if isinstance(backend, Backend):
+        if options:
+            raise TeleportError("options cannot be given with a Backend instance: pass them to its constructor")
+        return backend
+    registry = _BUILTIN if backend in _BUILTIN else available()
+    try:
+        spec = registry[backend]
+    except KeyError:
+        raise TeleportError(f"unknown backend {backend!r}; available: {', '.join(sorted(available()))}") from None
+    cls = _load(spec)
+    try:
+        return cls(**options)
+    except TypeError as e:
+        raise TeleportError(f"backend {backend!r}: {e}") from None

@@ -1,0 +1,94 @@
+"""The ``local`` backend: continue in a new Python process on this machine.
+
+The new process runs the same interpreter (with the same flags), inherits the
+standard streams directly (so output stays in order and unbuffered), and gets
+the payload and reports back through two private pipes.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from typing import Optional, Sequence
+
+from .._errors import TeleportError
+from .._progress import Progress
+from . import Backend, Target
+
+_FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+
+
+def restore_command(python: str, payload_fd: int, status_fd: int) -> list:
+    """Command line that runs the restore entry, finding this very pyteleport."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    boot = (f"import sys; sys.path.insert(0, {root!r}); "
+            "from pyteleport._restore import main_fd; main_fd()")
+    flags = subprocess._args_from_interpreter_flags() if python == sys.executable else []
+    return [python, *flags, "-c", boot, "--payload-fd", str(payload_fd), "--status-fd", str(status_fd)]
+
+
+class LocalTarget(Target):
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    def wait(self) -> int:
+        def forward(signum, _frame):
+            try:
+                self.proc.send_signal(signum)
+            except ProcessLookupError:
+                pass
+        # Ctrl-C reaches the target directly (same process group): not twice
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        for name in _FORWARDED:
+            if hasattr(signal, name):
+                signal.signal(getattr(signal, name), forward)
+        code = self.proc.wait()
+        return 128 - code if code < 0 else code
+
+
+class LocalBackend(Backend):
+    """Continue in a new process of this machine.
+
+    :param python: interpreter to run (default: this one, ``sys.executable``;
+        environment variable ``PYTELEPORT_PYTHON``).
+    """
+
+    name = "local"
+
+    def __init__(self, python: Optional[str] = None):
+        self.python = python or os.environ.get("PYTELEPORT_PYTHON") or sys.executable
+
+    def spawn(self, payload) -> Target:
+        payload_r, payload_w = os.pipe()
+        status_r, status_w = os.pipe()
+        try:
+            proc = subprocess.Popen(restore_command(self.python, payload_r, status_w),
+                                    pass_fds=(payload_r, status_w))
+        except OSError as e:
+            for fd in (payload_r, payload_w, status_r, status_w):
+                os.close(fd)
+            raise TeleportError(f"local backend: cannot start {self.python!r}: {e.strerror}") from None
+        os.close(payload_r)
+        os.close(status_w)
+        return _handoff(proc, payload, payload_w, status_r, f"local backend ({self.python})")
+
+
+def _handoff(proc, payload, payload_w: int, status_r: int, what: str) -> Target:
+    """Send the payload, then wait for the target's verdict."""
+    progress = Progress(payload.size, "teleport")
+    try:
+        with open(payload_w, "wb", buffering=0) as out:
+            payload.write_to(out, progress)
+    except BrokenPipeError:
+        pass  # the target stopped reading: its status says why
+    finally:
+        progress.close()
+    with open(status_r, "rb") as status:
+        verdict = status.read().decode("utf-8", "replace").strip()
+    if verdict == "OK":
+        return LocalTarget(proc)
+    code = proc.wait()
+    if verdict.startswith("ERR "):
+        raise TeleportError(f"{what}: the target could not resume the program: {verdict[4:]}")
+    raise TeleportError(f"{what}: the target exited with code {code} before confirming the move")

@@ -1,0 +1,54 @@
+"""Command line: ``pyteleport resume PATH`` and ``pyteleport inspect PATH``."""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+USAGE = """usage: pyteleport resume PATH    continue a checkpoint
+       pyteleport inspect PATH   show what a payload holds, without running it
+       pyteleport --version"""
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "resume":
+        # the resumed program runs from here on: keep this path lean
+        from ._restore import resume_file
+        resume_file(argv[1])
+        return 0
+    if len(argv) == 2 and argv[0] == "inspect":
+        return _inspect(argv[1])
+    if argv in (["--version"], ["-V"]):
+        from . import __version__
+        print(f"pyteleport {__version__}")
+        return 0
+    sys.stderr.write(USAGE + "\n")
+    return 2
+
+
+def _inspect(path: str) -> int:
+    import os
+    from ._payload import PayloadError, read_context
+    try:
+        with open(path, "rb") as f:
+            header, ctx, state_len = read_context(f)
+    except OSError as e:
+        sys.stderr.write(f"pyteleport: cannot open {path}: {e.strerror}\n")
+        return 2
+    except PayloadError as e:
+        sys.stderr.write(f"pyteleport: {path}: {e}\n")
+        return 2
+    size = os.path.getsize(path)
+    print(f"payload:     {path} ({size:,} bytes; program state {state_len:,} bytes)")
+    print(f"python:      {header.python[0]}.{header.python[1]}")
+    print(f"pyteleport:  {header.pyteleport_version} (format {header.format_version})")
+    print(f"directory:   {ctx['cwd']}")
+    print(f"argv:        {ctx['argv']}")
+    print("frames (outermost first):")
+    for where in ctx["frames"]:
+        print(f"  {where}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
