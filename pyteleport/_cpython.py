@@ -210,22 +210,26 @@ def read_blocks(frame) -> list:
     return blocks
 
 
-def entered_from_c(inner, outer) -> bool:
-    """Whether ``inner``'s eval loop was started by C code rather than by
-    ``outer``'s bytecode directly.  When true, the arguments ``outer`` passed
-    are still alive on its stack; when false (an inlined Python-to-Python call
-    on 3.11+) they were moved into ``inner`` and must not be read."""
+def call_link(inner, outer) -> str:
+    """How ``outer`` started ``inner``'s execution.
+
+    ``"c"``      through C code: ``outer``'s call arguments are still alive on
+                 its stack (always the case on 3.9/3.10);
+    ``"inline"`` an inlined Python-to-Python call (3.11+): the arguments were
+                 moved into ``inner`` and must not be read;
+    ``"init"``   (3.13) an inlined class call: a cleanup shim frame sits
+                 between, and the call's value is the new instance.
+    """
     if LAYOUT.iframe_ptr_offset is None:
-        return True
+        return "c"
     inner_if = _iframe(inner)
     if LAYOUT.is_entry_offset is not None:
-        return bool(ctypes.c_bool.from_address(inner_if + LAYOUT.is_entry_offset).value)
+        return "c" if ctypes.c_bool.from_address(inner_if + LAYOUT.is_entry_offset).value else "inline"
     previous = ctypes.c_void_p.from_address(inner_if + LAYOUT.previous_offset).value
     if previous == _iframe(outer):
-        return False
-    # a shim frame sits between: a C entry frame, or (3.13) the __init__ cleanup shim
+        return "inline"
     owner = ctypes.c_char.from_address(previous + LAYOUT.owner_offset).value[0]
-    return owner == FRAME_OWNED_BY_CSTACK
+    return "c" if owner == FRAME_OWNED_BY_CSTACK else "init"
 
 
 def local_kinds(code) -> Tuple[Tuple[str, str], ...]:

@@ -24,9 +24,9 @@ import types
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
 
-from bytecode import Bytecode, CellVar, FreeVar, Instr, Label
+from bytecode import Bytecode, CellVar, FreeVar, Instr, Label, TryBegin, TryEnd
 
-from ._cpython import EXCEPT_HANDLER_BLOCK, NULL, OPS, SETUP_FINALLY_BLOCK
+from ._cpython import EXCEPT_HANDLER_BLOCK, NULL, OPS, SETUP_FINALLY_BLOCK, exception_table
 from ._errors import TeleportError
 from ._snapshot import FrameState
 from ._stack_analysis import analyze
@@ -52,6 +52,7 @@ class _Template:
 
 
 _templates: Dict[Any, _Template] = {}
+PROLOGUE_HEADROOM = 8
 
 
 class _Emitter:
@@ -76,6 +77,17 @@ class _Emitter:
                 self.const(fn)
             else:
                 self.op(name, 0 if name in ("CALL", "PRECALL", "CALL_FUNCTION") else None)
+
+    def try_begin(self, target, push_lasti: bool, depth: int):
+        entry = TryBegin(target, push_lasti, depth)
+        self.instrs.append(entry)
+        return entry
+
+    def try_end(self, entry):
+        self.instrs.append(TryEnd(entry))
+
+    def label(self, label):
+        self.instrs.append(label)
 
     def push_null_pair(self, value):
         """3.9/3.10 have no PUSH_NULL: LOAD_METHOD of a plain instance
@@ -141,7 +153,7 @@ def _emit_prologue(state: FrameState, inner_fn, labels, em: _Emitter):
                 em.op("SETUP_FINALLY", landing)
                 em.const(handled.pop(0))
                 em.op("RAISE_VARARGS", 1)
-                em.instrs.append(landing)
+                em.label(landing)
                 if full.pop(0):
                     i += 6
                 else:
@@ -154,7 +166,14 @@ def _emit_prologue(state: FrameState, inner_fn, labels, em: _Emitter):
             break
         value, tag = stack[i], tags[i]
         if tag == "prev_exc":
+            # re-enter the handler the way the interpreter does: raise the
+            # handled exception (which gives it a traceback) and catch it
+            landing = Label()
+            entry = em.try_begin(landing, False, i)
             em.const(handled.pop(0))
+            em.op("RAISE_VARARGS", 1)
+            em.try_end(entry)
+            em.label(landing)
             em.op("PUSH_EXC_INFO")
             em.op("POP_TOP")
             i += 1
@@ -172,7 +191,13 @@ def _emit_prologue(state: FrameState, inner_fn, labels, em: _Emitter):
     r = state.resume
     if r.kind == "result":
         if inner_fn is not None:
+            # exceptions from the inner frame must reach this frame's handlers:
+            # the call runs under the exception-table entry of the original call
+            covering = labels.covering_entry(r.index)
+            entry = em.try_begin(*covering) if covering else None
             em.call0(inner_fn)
+            if entry is not None:
+                em.try_end(entry)
             if r.init_self is not NULL:
                 em.op("POP_TOP")
                 em.const(r.init_self)
@@ -220,9 +245,19 @@ class _Labels:
         self.offsets = {ins.offset: k for k, ins in enumerate(self.analysis.instructions)}
         self.made: Dict[int, Label] = {}
         self.body_start = 0
+        self.table = exception_table(code) if OPS.exception_model == "table" else []
 
     def offset_of(self, index: int) -> int:
         return self.analysis.instructions[index].offset
+
+    def covering_entry(self, index: int):
+        """3.11+: (handler label, push_lasti, depth) of the exception-table
+        entry covering instruction ``index``, or None."""
+        offset = self.offset_of(index)
+        for start, end, target, depth, lasti in self.table:
+            if start <= offset < end:
+                return self.at_offset(target), bool(lasti), depth
+        return None
 
     def at_index(self, index: int) -> Label:
         if index not in self.made:
@@ -246,7 +281,11 @@ class _Labels:
 
 def _build(state: FrameState, inner_fn) -> Tuple[_Template, List[Any]]:
     code = state.code
-    bc = Bytecode.from_code(code)
+    # 3.11+: keep the exception table's stack depths as the compiler wrote
+    # them (recomputing them from the morph's control flow would be wrong:
+    # the prologue enters the code in the middle)
+    bc = (Bytecode.from_code(code, conserve_exception_block_stackdepth=True)
+          if OPS.header_ops else Bytecode.from_code(code))
     labels = _Labels(bc, code)
     lineno = code.co_firstlineno
     target = labels.instrs[min(state.resume.index, len(labels.instrs) - 1)]
@@ -297,8 +336,13 @@ def _build(state: FrameState, inner_fn) -> Tuple[_Template, List[Any]]:
                 break
     bc[header_end:header_end] = em.instrs
     _ = cellset
+    # The stack size is not recomputed: analysing from the morph's entry would
+    # miss what the original's exception handlers need.  The prologue never
+    # holds more than the original stack at the resume point plus a few
+    # temporaries (a call's NULL and callable, a handler's six values).
+    stacksize = code.co_stacksize + PROLOGUE_HEADROOM
     try:
-        new = bc.to_code(compute_exception_stack_depths=False) if OPS.header_ops else bc.to_code()
+        new = bc.to_code(stacksize=stacksize, compute_exception_stack_depths=False)
     except Exception as e:  # a bug here must not look like the user's fault
         raise TeleportError(f"{state.where}: internal error while compiling the resume code: "
                             f"{type(e).__name__}: {e}") from e
@@ -339,6 +383,15 @@ class _ValueCollector(_Emitter):
     def op(self, name, arg=None):
         pass
 
+    def try_begin(self, target, push_lasti, depth):
+        return None
+
+    def try_end(self, entry):
+        pass
+
+    def label(self, label):
+        pass
+
 
 def _values_only(state: FrameState, inner_fn) -> List[Any]:
     class _AnyLabels:
@@ -352,6 +405,9 @@ def _values_only(state: FrameState, inner_fn) -> List[Any]:
 
         def offset_of(self, index):
             return analyze(state.code).instructions[index].offset
+
+        def covering_entry(self, index):
+            return None
 
     em = _ValueCollector(0)
     _emit_prologue(state, inner_fn, _AnyLabels(), em)

@@ -27,11 +27,14 @@ def pack(frame, result: Any, extra_context: Dict[str, Any] = None) -> Payload:
     which returns ``result`` in the resumed process."""
     states = capture_chain(frame, result)
     running: Dict[int, Any] = {}
-    entry = _compile_chain(states, running)
+    chain = _compile_chain(states, running)
     main = sys.modules["__main__"]
     main_globals = {k: v for k, v in vars(main).items() if k not in _MAIN_SKIP}
     modules = _user_module_attrs()
-    root = {"main": main_globals, "modules": modules, "entry": entry}
+    # innermost first: each morph refers to the next one inward, so pickling
+    # them in this order keeps the pickler's recursion shallow however deep
+    # the stack is
+    root = {"chain": chain, "main": main_globals, "modules": modules}
     try:
         state_bytes, buffers = _pickler.dumps(root, running, _compile_suspended)
     except RecursionError:
@@ -46,7 +49,9 @@ def pack(frame, result: Any, extra_context: Dict[str, Any] = None) -> Payload:
     return Payload(pickle.dumps(context, protocol=4), state_bytes, buffers)
 
 
-def _compile_chain(states: List[FrameState], running: Dict[int, Any]):
+def _compile_chain(states: List[FrameState], running: Dict[int, Any]) -> list:
+    """Morphs of the chain, innermost first; the last one is the module's code."""
+    chain = []
     inner_fn = None
     inner_state = None
     for state in reversed(states):
@@ -55,8 +60,9 @@ def _compile_chain(states: List[FrameState], running: Dict[int, Any]):
             fn = _morph.compile_state(state, None)
         else:
             fn = _morph.compile_state(state, inner_fn)
+        chain.append(fn)
         inner_fn, inner_state = fn, state
-    return inner_fn
+    return chain
 
 
 def _compile_suspended(gen):

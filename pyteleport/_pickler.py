@@ -22,6 +22,7 @@ from . import _rebuild
 from ._errors import TeleportError
 
 OUT_OF_BAND_MIN = 64 * 1024
+RECURSION_LIMIT = 8000
 
 _STD_STREAMS = ("stdin", "stdout", "stderr", "__stdin__", "__stdout__", "__stderr__")
 
@@ -107,7 +108,14 @@ def dumps(root, running, compile_suspended) -> Tuple[bytes, List[pickle.PickleBu
     """Pickle ``root``; large buffers are returned separately, not copied."""
     buffers: List[pickle.PickleBuffer] = []
     out = io.BytesIO()
-    StatePickler(out, buffers, running, compile_suspended).dump(root)
+    # dill's pickler is written in Python: each level of nesting in the data
+    # costs several Python frames
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, RECURSION_LIMIT))
+    try:
+        StatePickler(out, buffers, running, compile_suspended).dump(root)
+    finally:
+        sys.setrecursionlimit(limit)
     return out.getvalue(), buffers
 
 

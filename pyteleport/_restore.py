@@ -62,6 +62,14 @@ def _new_main(ctx: dict) -> types.ModuleType:
     main.__dict__["__builtins__"] = __builtins__ if isinstance(__builtins__, dict) else vars(__builtins__)
     main.__spec__ = None
     main.__loader__ = None
+    if ctx.get("main_spec"):
+        # run with -m: the program may look at __spec__ (as runpy sets it)
+        import importlib.util
+        try:
+            main.__spec__ = importlib.util.find_spec(ctx["main_spec"])
+        except (ImportError, ValueError):
+            main.__spec__ = importlib.util.spec_from_loader(ctx["main_spec"], None)
+        main.__loader__ = getattr(main.__spec__, "loader", None)
     sys.modules["__main__"] = main
     return main
 
@@ -98,7 +106,7 @@ def restore(stream, status_fd=None) -> None:
         _fail(status, f"cannot rebuild the program here: {type(e).__name__}: {e}")
     del payload
     status.send("OK")
-    _run(state["entry"], main.__dict__)
+    _run(state["chain"][-1], main.__dict__)
 
 
 def _run(entry, namespace) -> None:

@@ -20,6 +20,7 @@ from ._errors import TeleportError
 from ._stack_analysis import AnalysisError, analyze
 
 CO_GENERATOR = inspect.CO_GENERATOR
+CO_OPTIMIZED = inspect.CO_OPTIMIZED
 CO_ASYNC = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
 
 
@@ -189,11 +190,12 @@ def capture_frame(frame, lasti: Optional[int] = None, *, inner=None, result=None
     kinds, locals_, cells, analysis, index, tags = _read_frame(frame, lasti)
     ins = analysis.instructions[index]
     depth = len(tags)
-    is_module = code.co_name == "<module>" and frame.f_globals is frame.f_locals
+    is_module = _is_module_code(code)
     pushes = _pushes(ins)
     effect = _effect_of(ins)
     below = depth + effect - pushes
-    stack_alive = inner is None and False or (inner is not None and _cpython.entered_from_c(inner, frame))
+    link = _cpython.call_link(inner, frame) if inner is not None else "inline"
+    stack_alive = link == "c"
     readable = depth if stack_alive else below
     if ins.opname in OPS.gen_send_ops:
         readable = min(readable, depth - 1)   # the sent value was handed over
@@ -204,7 +206,7 @@ def capture_frame(frame, lasti: Optional[int] = None, *, inner=None, result=None
         resume = Resume("result", index, below, pushes, value=result)
     else:
         inner_gen = _generator_of(inner, stack, depth) if inner.f_code.co_flags & CO_GENERATOR else None
-        how = _link(frame, inner, ins, stack_alive, stack, below, inner_gen)
+        how = "init" if link == "init" else _link(frame, inner, ins, stack_alive, stack, below, inner_gen)
         if how == "reexec":
             keep = depth - 1 if ins.opname in OPS.gen_send_ops else depth
             resume = Resume("reexec", index, keep)
@@ -274,9 +276,14 @@ def _count_handlers(tags, blocks) -> int:
     return tags.count("prev_exc") + sum(1 for b in blocks if b[0] == EXCEPT_HANDLER_BLOCK)
 
 
+def _is_module_code(code) -> bool:
+    # not f_locals: on 3.12+ it is a fresh dict while an inlined comprehension runs
+    return code.co_name == "<module>" and not code.co_flags & CO_OPTIMIZED
+
+
 def _is_main_module_frame(frame) -> bool:
     main = sys.modules.get("__main__")
-    return (frame.f_code.co_name == "<module>" and main is not None
+    return (_is_module_code(frame.f_code) and main is not None
             and frame.f_globals is getattr(main, "__dict__", None))
 
 
