@@ -295,7 +295,6 @@ def _build(state: FrameState, inner_fn) -> Tuple[_Template, List[Any]]:
 
     # cells become free variables so the old cell objects can be passed in
     freevars = tuple(bc.freevars) + tuple(bc.cellvars)
-    cellset = set(bc.cellvars)
     kept = []
     header_end = 0
     for k, x in enumerate(bc):
@@ -334,8 +333,7 @@ def _build(state: FrameState, inner_fn) -> Tuple[_Template, List[Any]]:
             if isinstance(x, Instr) and x.name in ("RESUME", "GEN_START"):
                 header_end = k + 1
                 break
-    bc[header_end:header_end] = em.instrs
-    _ = cellset
+    bc[header_end:header_end] = _outside_open_region(bc, header_end, em.instrs)
     # The stack size is not recomputed: analysing from the morph's entry would
     # miss what the original's exception handlers need.  The prologue never
     # holds more than the original stack at the resume point plus a few
@@ -348,6 +346,26 @@ def _build(state: FrameState, inner_fn) -> Tuple[_Template, List[Any]]:
                             f"{type(e).__name__}: {e}") from e
     positions = tuple((ci, c.index) for ci, c in enumerate(new.co_consts) if isinstance(c, _Slot))
     return _Template(new, positions, freevars), em.values
+
+
+def _outside_open_region(bc: Bytecode, position: int, prologue: list) -> list:
+    """Keep the prologue out of a try region open at ``position`` (3.12+
+    generators run their whole body in one); regions cannot nest, and the
+    prologue opens its own.  The region is closed before the prologue and a
+    copy of it reopened after; the original's end now closes the copy."""
+    open_entry = None
+    for x in bc[:position]:
+        if isinstance(x, TryBegin):
+            open_entry = x
+        elif isinstance(x, TryEnd) and x.entry is open_entry:
+            open_entry = None
+    if open_entry is None:
+        return prologue
+    copy = TryBegin(open_entry.target, open_entry.push_lasti, open_entry.stack_depth)
+    for x in bc[position:]:
+        if isinstance(x, TryEnd) and x.entry is open_entry:
+            x.entry = copy
+    return [TryEnd(open_entry)] + prologue + [copy]
 
 
 def compile_state(state: FrameState, inner_fn=None):

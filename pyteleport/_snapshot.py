@@ -120,6 +120,13 @@ def _code_of(obj):
 _GEN_DRIVERS = {id(next)}
 
 
+def _first_argument(frame):
+    code = frame.f_code
+    if not code.co_argcount:
+        return NULL
+    return frame.f_locals.get(code.co_varnames[0], NULL)
+
+
 def _link(outer, inner, outer_ins, stack_alive: bool, stack: list, below: int, inner_gen) -> str:
     """Decide how ``outer`` gets the value of ``inner``: 'result', 'reexec' or 'init'.
 
@@ -148,6 +155,10 @@ def _link(outer, inner, outer_ins, stack_alive: bool, stack: list, below: int, i
         if not stack_alive:
             return "result"  # an inlined Python-to-Python call
         fn = _callable_on_stack(stack, below)
+        if _first_argument(inner) is fn:
+            # a bound method: during the call CPython overwrites the method's
+            # stack slot with its self (vectorcall's PY_VECTORCALL_ARGUMENTS_OFFSET)
+            return "result"
         if isinstance(fn, type):
             if inner_code.co_name == "__init__":
                 return "init"
