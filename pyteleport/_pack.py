@@ -5,10 +5,12 @@ Any failure here is a :class:`TeleportError` raised before anything is sent.
 """
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import sys
 import sysconfig
+import time
 import types
 from typing import Any, Dict, List, Tuple
 
@@ -18,6 +20,8 @@ from ._errors import TeleportError
 from ._payload import Payload
 from ._snapshot import CO_GENERATOR, FrameState, capture_chain, capture_suspended
 
+log = logging.getLogger("pyteleport")
+
 # never carried by value: the interpreter and the import system set them up
 _MAIN_SKIP = {"__builtins__", "__loader__", "__spec__"}
 
@@ -25,6 +29,7 @@ _MAIN_SKIP = {"__builtins__", "__loader__", "__spec__"}
 def pack(frame, result: Any, extra_context: Dict[str, Any] = None) -> Payload:
     """Everything needed to continue the program at ``frame``'s current call,
     which returns ``result`` in the resumed process."""
+    started = time.perf_counter()
     states = capture_chain(frame, result)
     running: Dict[int, Any] = {}
     chain = _compile_chain(states, running)
@@ -46,22 +51,29 @@ def pack(frame, result: Any, extra_context: Dict[str, Any] = None) -> Payload:
         detail = _pickler.diagnose(_roots(states, main_globals, modules), running, _compile_suspended)
         raise TeleportError(detail or f"cannot serialise the program state: {_pickler._clean(e)}") from None
     context = _context(main, states, extra_context or {})
-    return Payload(pickle.dumps(context, protocol=4), state_bytes, buffers)
+    payload = Payload(pickle.dumps(context, protocol=4), state_bytes, buffers)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("packed %d frames (innermost %s) into %d bytes, %d out-of-band buffers, in %.1f ms",
+                  len(states), states[-1].where, payload.size, len(buffers),
+                  1000 * (time.perf_counter() - started))
+        for m in modules:
+            log.debug("carrying module attributes of %s: %s", m, ", ".join(sorted(modules[m])))
+    return payload
 
 
 def _compile_chain(states: List[FrameState], running: Dict[int, Any]) -> list:
     """Morphs of the chain, innermost first; the last one is the module's code."""
     chain = []
     inner_fn = None
-    inner_state = None
     for state in reversed(states):
-        if inner_state is not None and state.resume.kind == "reexec":
-            running[id(inner_state.generator)] = inner_fn
+        if state.resume.kind == "reexec":
+            # the inner morph is reached by resuming the generator on the stack
+            running[id(state.inner_generator)] = inner_fn
             fn = _morph.compile_state(state, None)
         else:
             fn = _morph.compile_state(state, inner_fn)
         chain.append(fn)
-        inner_fn, inner_state = fn, state
+        inner_fn = fn
     return chain
 
 

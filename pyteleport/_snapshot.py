@@ -7,7 +7,6 @@ Nothing here serialises or compiles anything; :mod:`._morph` turns a
 """
 from __future__ import annotations
 
-import builtins
 import inspect
 import sys
 import types
@@ -15,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import _cpython
-from ._cpython import NULL, OPS, EXCEPT_HANDLER_BLOCK, SETUP_FINALLY_BLOCK
+from ._cpython import NULL, OPS, EXCEPT_HANDLER_BLOCK
 from ._errors import TeleportError
-from ._stack_analysis import AnalysisError, analyze
+from ._stack_analysis import AnalysisError, analyze, stack_effect
 
 CO_GENERATOR = inspect.CO_GENERATOR
 CO_OPTIMIZED = inspect.CO_OPTIMIZED
@@ -64,7 +63,8 @@ class FrameState:
     resume: Resume
     handled: List[Any] = field(default_factory=list)  # exception per handler slot/block
     inner: Optional["FrameState"] = None
-    generator: Any = None          # the generator object running this frame
+    # 'reexec': the generator object on this frame's stack that runs the inner frame
+    inner_generator: Any = None
 
 
 def _read_frame(frame, lasti: int):
@@ -182,7 +182,7 @@ def _link(outer, inner, outer_ins, stack_alive: bool, stack: list, below: int, i
         f"through native code that cannot be resumed")
 
 
-def _generator_of(frame, outer_stack: list, outer_tags_len: int):
+def _generator_of(frame, outer_stack: list):
     """The generator object running ``frame``, found on the caller's stack."""
     for value in reversed(outer_stack):
         if isinstance(value, types.GeneratorType) and value.gi_frame is frame:
@@ -190,61 +190,50 @@ def _generator_of(frame, outer_stack: list, outer_tags_len: int):
     return None
 
 
-def capture_frame(frame, lasti: Optional[int] = None, *, inner=None, result=None,
-                  inner_states: Optional[dict] = None) -> FrameState:
+def capture_frame(frame, *, inner=None, result=None) -> FrameState:
     """Snapshot one frame.  ``inner`` is the frame it is calling (None for the
     frame that called teleport, whose call returns ``result``)."""
     code = frame.f_code
     if code.co_flags & CO_ASYNC:
         raise TeleportError(f"{describe(frame)}: coroutines and async generators cannot be moved yet")
-    lasti = frame.f_lasti if lasti is None else lasti
-    kinds, locals_, cells, analysis, index, tags = _read_frame(frame, lasti)
+    kinds, locals_, cells, analysis, index, tags = _read_frame(frame, frame.f_lasti)
     ins = analysis.instructions[index]
     depth = len(tags)
-    is_module = _is_module_code(code)
     pushes = _pushes(ins)
-    effect = _effect_of(ins)
-    below = depth + effect - pushes
+    below = depth + stack_effect(ins, jump=False) - pushes   # items the instruction leaves alone
     link = _cpython.call_link(inner, frame) if inner is not None else "inline"
     stack_alive = link == "c"
     readable = depth if stack_alive else below
     if ins.opname in OPS.gen_send_ops:
         readable = min(readable, depth - 1)   # the sent value was handed over
     stack = _cpython.read_slots(frame, len(kinds), readable)
-    blocks = _cpython.read_blocks(frame) if OPS.exception_model == "blocks" else []
 
+    inner_gen = None
     if inner is None:
         resume = Resume("result", index, below, pushes, value=result)
     else:
-        inner_gen = _generator_of(inner, stack, depth) if inner.f_code.co_flags & CO_GENERATOR else None
+        if inner.f_code.co_flags & CO_GENERATOR:
+            inner_gen = _generator_of(inner, stack)
         how = "init" if link == "init" else _link(frame, inner, ins, stack_alive, stack, below, inner_gen)
         if how == "reexec":
-            keep = depth - 1 if ins.opname in OPS.gen_send_ops else depth
-            resume = Resume("reexec", index, keep)
             if inner_gen is None:
                 raise TeleportError(f"{describe(inner)}: cannot find the generator object running this frame")
+            resume = Resume("reexec", index, depth - 1 if ins.opname in OPS.gen_send_ops else depth)
         else:
             resume = Resume("result", index, below, pushes)
             if how == "init":
-                first = inner.f_code.co_varnames[0] if inner.f_code.co_argcount else None
-                if first is None:
+                resume.init_self = _first_argument(inner)
+                if resume.init_self is NULL:
                     raise TeleportError(f"{describe(inner)}: __init__ without a self argument")
-                resume.init_self = inner.f_locals[first]
-    stack = stack[:resume.keep] if len(stack) > resume.keep else stack
     if len(stack) < resume.keep:
         raise TeleportError(f"{describe(frame)}: internal error: stack shorter than expected "
                             f"({len(stack)} < {resume.keep})")
     return FrameState(
-        code=code, where=describe(frame), is_module=is_module, globals=frame.f_globals,
-        locals=locals_, cells=cells, stack=stack, tags=tags[:resume.keep],
-        blocks=[b for b in blocks], resume=resume,
+        code=code, where=describe(frame), is_module=_is_module_code(code), globals=frame.f_globals,
+        locals=locals_, cells=cells, stack=stack[:resume.keep], tags=tags[:resume.keep],
+        blocks=_cpython.read_blocks(frame) if OPS.exception_model == "blocks" else [],
+        resume=resume, inner_generator=inner_gen if resume.kind == "reexec" else None,
     )
-
-
-def _effect_of(ins) -> int:
-    import dis
-    arg = ins.arg if ins.opcode >= dis.HAVE_ARGUMENT else None
-    return dis.stack_effect(ins.opcode, arg, jump=False)
 
 
 def capture_suspended(gen) -> FrameState:
@@ -333,8 +322,6 @@ def capture_chain(start, result) -> List[FrameState]:
     for frame in frames:   # innermost first
         state = capture_frame(frame, inner=inner, result=result)
         if states:
-            states[-1].generator = (_generator_of(inner, state.stack, 0)
-                                    if inner.f_code.co_flags & CO_GENERATOR else None)
             state.inner = states[-1]
         states.append(state)
         inner = frame
@@ -361,11 +348,3 @@ def _assign_handled(states: List[FrameState]):
         state.handled = []
     for (state, _), exc in zip(slots, handled):
         state.handled.append(None if exc is NULL else exc)
-
-
-def frame_chain_summary(states: List[FrameState]) -> List[str]:
-    return [s.where for s in states]
-
-
-__all__ = ["FrameState", "Resume", "capture_chain", "capture_suspended", "describe", "NULL",
-           "SETUP_FINALLY_BLOCK", "builtins"]

@@ -44,7 +44,7 @@ class AnalysisError(RuntimeError):
     pass
 
 
-def _effect(ins: dis.Instruction, jump: bool) -> int:
+def stack_effect(ins: dis.Instruction, jump: bool) -> int:
     arg = ins.arg if ins.opcode >= dis.HAVE_ARGUMENT else None
     return dis.stack_effect(ins.opcode, arg, jump=jump)
 
@@ -59,7 +59,7 @@ def _transfer(ins: dis.Instruction, tags: Tags, jump: bool) -> Tags:
         lst = list(tags)
         lst[-1], lst[-ins.arg] = lst[-ins.arg], lst[-1]
         return tuple(lst)
-    effect = _effect(ins, jump)
+    effect = stack_effect(ins, jump)
     if name == "RETURN_GENERATOR":
         # the generator is resumed with the sent value pushed (popped next)
         effect = 1

@@ -12,14 +12,15 @@ from typing import Union
 from ._errors import TeleportError
 
 
-def teleport(backend: Union[str, "Backend"] = "local", **options) -> None:
+def teleport(backend: Union[str, "Backend", None] = None, **options) -> None:
     """Move the running program to another process and continue it there.
 
     Everything after this call runs in the new process, where the call returns
     ``None``.  The calling process forwards its standard streams, then exits
     with the new process's exit code: it does not return from this call.
 
-    ``backend`` is a registered backend name (``"local"`` by default) or a
+    ``backend`` is a registered backend name (default: the environment
+    variable ``PYTELEPORT_BACKEND``, else ``"local"``) or a
     :class:`pyteleport.Backend` instance; ``options`` go to the backend.
 
     Raises :class:`TeleportError` if the program cannot be moved (a native
@@ -28,6 +29,8 @@ def teleport(backend: Union[str, "Backend"] = "local", **options) -> None:
     here, unchanged.
     """
     from . import backends, _pack
+    if backend is None:
+        backend = os.environ.get("PYTELEPORT_BACKEND") or "local"
     impl = backends.get_backend(backend, **options)
     payload = _pack.pack(sys._getframe(1), None)
     _flush_std()

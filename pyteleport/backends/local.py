@@ -6,6 +6,7 @@ the payload and reports back through two private pipes.
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -15,6 +16,8 @@ from typing import Optional, Sequence
 from .._errors import TeleportError
 from .._progress import Progress
 from . import Backend, Target
+
+log = logging.getLogger("pyteleport")
 
 _FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
@@ -71,6 +74,7 @@ class LocalBackend(Backend):
             raise TeleportError(f"local backend: cannot start {self.python!r}: {e.strerror}") from None
         os.close(payload_r)
         os.close(status_w)
+        log.debug("local backend: started pid %d (%s)", proc.pid, self.python)
         return _handoff(proc, payload, payload_w, status_r, f"local backend ({self.python})")
 
 
@@ -87,6 +91,7 @@ def _handoff(proc, payload, payload_w: int, status_r: int, what: str) -> Target:
     with open(status_r, "rb") as status:
         verdict = status.read().decode("utf-8", "replace").strip()
     if verdict == "OK":
+        log.debug("%s: target %d rebuilt the program; handing over", what, proc.pid)
         return LocalTarget(proc)
     code = proc.wait()
     if verdict.startswith("ERR "):
