@@ -1,0 +1,163 @@
+"""checkpoint() payload files and the command line: resume, inspect, bad payloads."""
+
+import os
+import random
+import shutil
+import stat
+import sys
+
+import pytest
+
+from progs import console_script, describe, line_of, run, run_python, write_program
+
+PROGRAM = """\
+import os, sys
+import pyteleport
+
+
+def inner_fn(v):
+    token = v * 2
+    print("START", flush=True)
+    if pyteleport.checkpoint(sys.argv[1]):  # CHECKPOINT
+        print("RESUMED", token, flush=True)
+        return "resumed"
+    print("WRITTEN", flush=True)
+    return "written"
+
+
+def outer_fn():
+    return inner_fn(21)  # CALL
+
+
+print("RESULT", outer_fn(), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """(program path, payload path, output of the source run): made once per module."""
+    base = tmp_path_factory.mktemp("checkpoint")
+    prog = write_program(base, PROGRAM)
+    payload_dir = base / "payload"
+    payload_dir.mkdir()
+    payload = payload_dir / "state.bin"
+    proc = run_python([prog, payload], base)
+    assert proc.returncode == 0, describe(proc)
+    return prog, payload, proc
+
+
+def test_checkpoint_returns_false_in_the_source(checkpoint):
+    prog, payload, proc = checkpoint
+    assert proc.stdout.splitlines() == ["START", "WRITTEN", "RESULT written"], describe(proc)
+
+
+def test_payload_is_private_and_written_atomically(checkpoint):
+    prog, payload, proc = checkpoint
+    assert payload.is_file()
+    assert stat.S_IMODE(payload.stat().st_mode) == 0o600
+    # no temporary file left next to it
+    assert sorted(p.name for p in payload.parent.iterdir()) == [payload.name]
+
+
+def _resume_ok(proc):
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout.splitlines() == ["RESUMED 42", "RESULT resumed"], describe(proc)
+
+
+def test_resume_with_python_m(checkpoint, tmp_path):
+    prog, payload, _ = checkpoint
+    _resume_ok(run_python(["-m", "pyteleport", "resume", payload], tmp_path))
+
+
+def test_resume_with_console_script(checkpoint, tmp_path):
+    prog, payload, _ = checkpoint
+    script = console_script()
+    assert script.exists(), f"console script {script} is not installed"
+    _resume_ok(run([script, "resume", payload], tmp_path))
+
+
+@pytest.mark.parametrize("how", ["python -m", "console script"])
+def test_inspect(checkpoint, tmp_path, how):
+    prog, payload, _ = checkpoint
+    cmd = [sys.executable, "-m", "pyteleport"] if how == "python -m" else [console_script()]
+    before = payload.read_bytes()
+    proc = run([*cmd, "inspect", payload], tmp_path)
+    info = describe(proc)
+    assert proc.returncode == 0, info
+    out = proc.stdout
+    assert "RESUMED" not in out and "RESULT" not in out, "inspect must not run the program" + info
+    assert "%d.%d" % sys.version_info[:2] in out, info
+    for func in ("inner_fn", "outer_fn", "<module>"):
+        assert func in out, func + info
+    assert f"prog.py:{line_of(prog, '# CHECKPOINT')}" in out, info
+    assert f"prog.py:{line_of(prog, '# CALL')}" in out, info
+    assert payload.read_bytes() == before, "inspect must not change the payload"
+
+
+def _corrupt(data: bytes, kind: str) -> bytes:
+    if kind == "truncated_half":
+        return data[: len(data) // 2]
+    if kind == "truncated_last_byte":
+        return data[:-1]
+    if kind == "corrupted_middle_byte":
+        mid = len(data) // 2
+        return data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1 :]
+    if kind == "random_bytes":
+        return random.Random(1234).randbytes(4096)
+    if kind == "text_file":
+        return b"print('this is not a payload')\n"
+    if kind == "empty":
+        return b""
+    raise AssertionError(kind)
+
+
+def _assert_rejected(proc, extra=""):
+    info = describe(proc)
+    assert proc.returncode == 2, info
+    err = proc.stderr.strip()
+    assert err, "an error message is expected on stderr" + info
+    assert len(err.splitlines()) == 1, "the error must be a single line" + info
+    assert "Traceback" not in err, info
+    assert "RESUMED" not in proc.stdout and "RESULT" not in proc.stdout, (
+        "nothing of the program may run" + info
+    )
+    assert "START" not in proc.stdout and "WRITTEN" not in proc.stdout, info
+    if extra:
+        assert extra in err, info
+
+
+BAD = [
+    "truncated_half",
+    "truncated_last_byte",
+    "corrupted_middle_byte",
+    "random_bytes",
+    "text_file",
+    "empty",
+]
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_resume_rejects_bad_payload(checkpoint, tmp_path, kind):
+    prog, payload, _ = checkpoint
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(_corrupt(payload.read_bytes(), kind))
+    _assert_rejected(run_python(["-m", "pyteleport", "resume", bad], tmp_path))
+
+
+def test_resume_rejects_other_python_version(checkpoint, tmp_path):
+    from pyteleport._payload import rewrite_python_version
+
+    prog, payload, _ = checkpoint
+    other = tmp_path / "other.bin"
+    shutil.copyfile(payload, other)
+    os.chmod(other, 0o600)
+    rewrite_python_version(str(other), (3, 99))
+    assert other.read_bytes() != payload.read_bytes()
+    _assert_rejected(run_python(["-m", "pyteleport", "resume", other], tmp_path), extra="3.99")
+
+
+def test_console_script_rejects_bad_payload(checkpoint, tmp_path):
+    prog, payload, _ = checkpoint
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(_corrupt(payload.read_bytes(), "corrupted_middle_byte"))
+    _assert_rejected(run([console_script(), "resume", bad], tmp_path))

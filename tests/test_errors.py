@@ -1,0 +1,206 @@
+"""A move that cannot be done raises TeleportError in the source, before anything is
+sent, with a message naming the frame and the reason; the program carries on."""
+
+import json
+import re
+
+import pytest
+
+from progs import describe, line_of, run_python, write_program
+
+# Every program imports this prelude.  ``MOVE`` is the call under test:
+# pyteleport.teleport() or pyteleport.checkpoint(PAYLOAD), chosen by argv[1].
+PRELUDE = """\
+import json, os, sys
+import pyteleport
+
+API = sys.argv[1]
+PAYLOAD = sys.argv[2]
+ARGS = (PAYLOAD,) if API == "checkpoint" else ()
+
+
+def report(exc):
+    print(os.getpid(), "CAUGHT", type(exc).__name__, isinstance(exc, RuntimeError), flush=True)
+    print(os.getpid(), "MESSAGE", json.dumps(str(exc)), flush=True)
+
+
+def say(*args):
+    print(os.getpid(), *args, flush=True)
+"""
+
+MOVE = "getattr(pyteleport, API)(*ARGS)  # MOVE"
+
+PROGRAMS = {
+    "native_sorted": f"""
+def key_func(x):
+    if x == 3:
+        try:
+            {MOVE}
+        except pyteleport.TeleportError as exc:
+            report(exc)
+    return x
+
+say("SORTED", sorted([3, 1, 2], key=key_func))  # NATIVE
+say("DONE")
+""",
+    "native_map": f"""
+def mapper(x):
+    try:
+        {MOVE}
+    except pyteleport.TeleportError as exc:
+        report(exc)
+    return x * 10
+
+say("MAPPED", list(map(mapper, [1])))  # NATIVE
+say("DONE")
+""",
+    "thread": f"""
+import threading
+
+ready = threading.Event()
+release = threading.Event()
+
+def blocker():
+    ready.set()
+    release.wait()
+
+worker = threading.Thread(target=blocker, name="blocker-thread")
+worker.start()
+ready.wait()
+
+def with_thread():
+    marker = "still here"
+    try:
+        {MOVE}
+    except pyteleport.TeleportError as exc:
+        report(exc)
+    say("LOCAL", marker)
+
+with_thread()
+release.set()
+worker.join()
+say("JOINED", worker.is_alive())
+say("DONE")
+""",
+    "socket_local": f"""
+import socket
+
+def serve_stuff():
+    sock = socket.socket()
+    count = 3
+    try:
+        {MOVE}
+    except pyteleport.TeleportError as exc:
+        report(exc)
+    say("LOCAL", count, sock.fileno() >= 0)
+    sock.close()
+
+serve_stuff()
+say("DONE")
+""",
+    "write_file_local": f"""
+def write_log(path):
+    fw = open(path, "w")
+    fw.write("keep me\\n")
+    fw.flush()
+    try:
+        {MOVE}
+    except pyteleport.TeleportError as exc:
+        report(exc)
+    with open(path) as check:
+        say("CONTENT", json.dumps(check.read()))
+    fw.close()
+
+write_log(os.path.join(os.path.dirname(os.path.abspath(__file__)), "out.log"))
+say("DONE")
+""",
+}
+
+
+def run_error_program(tmp_path, kind, api):
+    prog = write_program(tmp_path, PRELUDE + PROGRAMS[kind])
+    payload_dir = tmp_path / "payload"
+    payload_dir.mkdir()
+    proc = run_python([prog, api, payload_dir / "state.bin"], tmp_path)
+    info = describe(proc)
+    assert proc.returncode == 0, info
+    lines = proc.stdout.splitlines()
+    pids = {line.split()[0] for line in lines}
+    assert len(pids) == 1, "the program must carry on in the same process" + info
+    caught = [line for line in lines if " CAUGHT " in line]
+    assert len(caught) == 1, info
+    assert caught[0].split()[2:] == ["TeleportError", "True"], info
+    message = json.loads([line for line in lines if " MESSAGE " in line][0].split(" MESSAGE ", 1)[1])
+    assert lines[-1].endswith(" DONE"), "the program must carry on after the error" + info
+    if api == "checkpoint":
+        assert list(payload_dir.iterdir()) == [], "nothing may be written when the move is impossible" + info
+    return prog, proc, message, info
+
+
+APIS = ["teleport", "checkpoint"]
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("kind", ["native_sorted", "native_map"])
+def test_native_frame_between_python_frames(tmp_path, kind, api):
+    prog, proc, message, info = run_error_program(tmp_path, kind, api)
+    assert "native" in message.lower(), message + info
+    func = "key_func" if kind == "native_sorted" else "mapper"
+    native_line = f"prog.py:{line_of(prog, '# NATIVE')}"
+    # the message names the frame: the one that called into native code, or the one above it
+    assert native_line in message or (func in message and "prog.py:" in message), message + info
+    expected = "SORTED [1, 2, 3]" if kind == "native_sorted" else "MAPPED [10]"
+    assert any(line.endswith(expected) for line in proc.stdout.splitlines()), info
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_other_live_thread(tmp_path, api):
+    prog, proc, message, info = run_error_program(tmp_path, "thread", api)
+    assert "thread" in message.lower(), message + info
+    assert re.search(r"\bLOCAL still here$", proc.stdout, flags=re.M), info
+    assert re.search(r"\bJOINED False$", proc.stdout, flags=re.M), info
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_unserialisable_socket_local(tmp_path, api):
+    prog, proc, message, info = run_error_program(tmp_path, "socket_local", api)
+    assert re.search(r"\bsock\b", message), message + info
+    assert "serve_stuff" in message, message + info
+    assert f"prog.py:{line_of(prog, '# MOVE')}" in message, message + info
+    assert re.search(r"\bLOCAL 3 True$", proc.stdout, flags=re.M), info
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_file_open_for_writing(tmp_path, api):
+    prog, proc, message, info = run_error_program(tmp_path, "write_file_local", api)
+    assert re.search(r"\bfw\b", message), message + info
+    assert "write_log" in message, message + info
+    assert f"prog.py:{line_of(prog, '# MOVE')}" in message, message + info
+    assert re.search(r'\bCONTENT "keep me\\n"$', proc.stdout, flags=re.M), info
+    assert (tmp_path / "out.log").read_text() == "keep me\n", info
+
+
+def test_teleport_works_once_the_thread_is_gone(tmp_path):
+    prog = write_program(
+        tmp_path,
+        """\
+        import os, threading
+        import pyteleport
+
+        release = threading.Event()
+        worker = threading.Thread(target=release.wait)
+        worker.start()
+        first = os.getpid()
+        try:
+            pyteleport.teleport()
+        except pyteleport.TeleportError:
+            print("REFUSED", flush=True)
+        release.set()
+        worker.join()
+        pyteleport.teleport()
+        print("MOVED", os.getpid() != first, flush=True)
+        """,
+    )
+    proc = run_python([prog], tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout.splitlines() == ["REFUSED", "MOVED True"], describe(proc)
