@@ -39,7 +39,8 @@ def pack(frame, result: Any, extra_context: Dict[str, Any] = None) -> Payload:
     # innermost first: each morph refers to the next one inward, so pickling
     # them in this order keeps the pickler's recursion shallow however deep
     # the stack is
-    root = {"chain": chain, "main": main_globals, "modules": modules}
+    signals = _signal_handlers()
+    root = {"chain": chain, "main": main_globals, "modules": modules, "signals": signals}
     try:
         state_bytes, buffers = _pickler.dumps(root, running, _compile_suspended)
     except RecursionError:
@@ -48,7 +49,8 @@ def pack(frame, result: Any, extra_context: Dict[str, Any] = None) -> Payload:
     except TeleportError:
         raise
     except Exception as e:
-        detail = _pickler.diagnose(_roots(states, main_globals, modules), running, _compile_suspended)
+        detail = _pickler.diagnose(_roots(states, main_globals, modules, signals), running,
+                                   _compile_suspended)
         raise TeleportError(detail or f"cannot serialise the program state: {_pickler._clean(e)}") from None
     context = _context(main, states, extra_context or {})
     payload = Payload(pickle.dumps(context, protocol=4), state_bytes, buffers)
@@ -144,7 +146,22 @@ def _user_module_attrs() -> Dict[str, Dict[str, Any]]:
     return out
 
 
-def _roots(states, main_globals, modules) -> List[Tuple[str, Any]]:
+def _signal_handlers() -> Dict[int, Any]:
+    """Handlers installed with signal.signal() that differ from the defaults."""
+    import signal
+    out = {}
+    for sig in signal.valid_signals():
+        try:
+            handler = signal.getsignal(sig)
+        except (ValueError, OSError):
+            continue
+        default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        if handler is not None and handler != default:
+            out[int(sig)] = handler
+    return out
+
+
+def _roots(states, main_globals, modules, signals) -> List[Tuple[str, Any]]:
     roots = []
     for s in states:
         fn = s.code.co_name
@@ -163,4 +180,6 @@ def _roots(states, main_globals, modules) -> List[Tuple[str, Any]]:
     for m, attrs in modules.items():
         for k, v in attrs.items():
             roots.append((f"module {m!r} attribute {k!r}", v))
+    for sig, handler in signals.items():
+        roots.append((f"handler of signal {sig}", handler))
     return roots

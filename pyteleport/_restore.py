@@ -102,6 +102,10 @@ def restore(stream, status_fd=None) -> None:
                 module = importlib.import_module(name)
             for key, value in attrs.items():
                 setattr(module, key, value)
+        if state["signals"]:
+            import signal
+            for sig, handler in state["signals"].items():
+                signal.signal(sig, handler)
     except Exception as e:
         _fail(status, f"cannot rebuild the program here: {type(e).__name__}: {e}")
     del payload
