@@ -21,18 +21,37 @@ EXIT_BAD_PAYLOAD = 2
 task_index = None
 
 
+# The status line the target sends once, before the program runs.  Backends
+# with a single channel (ssh) get it on the target's stdout, ahead of the
+# program's output, so it carries a marker no program prints by accident.
+STATUS_MARKER = "\x1b[PYTELEPORT-STATUS] "
+
+
+def parse_status(line: str):
+    """``(True, "")`` for success, ``(False, reason)`` for a refusal, ``None``
+    if ``line`` is not a status line."""
+    if not line.startswith(STATUS_MARKER):
+        return None
+    verdict = line[len(STATUS_MARKER):].rstrip("\n")
+    if verdict == "OK":
+        return True, ""
+    return False, verdict[4:] if verdict.startswith("ERR ") else verdict
+
+
 class _Status:
     """The channel that tells the source whether the rebuild worked."""
 
     def __init__(self, fd):
         self.fd = fd
 
-    def send(self, line: str) -> None:
+    def send(self, verdict: str) -> None:
         if self.fd is None:
             return
+        line = STATUS_MARKER + verdict.replace("\n", " ") + "\n"
         try:
-            os.write(self.fd, (line.replace("\n", " ") + "\n").encode("utf-8", "replace"))
-            os.close(self.fd)
+            os.write(self.fd, line.encode("utf-8", "replace"))
+            if self.fd > 2:   # a dedicated pipe; a standard stream stays the program's
+                os.close(self.fd)
         except OSError:
             pass
         self.fd = None
@@ -133,7 +152,8 @@ def main_fd(argv=None) -> None:
     opts = dict(zip(argv[::2], argv[1::2]))
     payload_fd = int(opts["--payload-fd"])
     status_fd = int(opts["--status-fd"]) if "--status-fd" in opts else None
-    with open(payload_fd, "rb", buffering=0) as stream:
+    # unbuffered: on stdin, what follows the payload is the program's input
+    with open(payload_fd, "rb", buffering=0, closefd=payload_fd > 2) as stream:
         restore(stream, status_fd)
 
 

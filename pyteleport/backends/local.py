@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 from .._errors import TeleportError
 from .._progress import Progress
+from .._restore import parse_status
 from . import Backend, Target
 
 log = logging.getLogger("pyteleport")
@@ -89,11 +90,12 @@ def _handoff(proc, payload, payload_w: int, status_r: int, what: str) -> Target:
     finally:
         progress.close()
     with open(status_r, "rb") as status:
-        verdict = status.read().decode("utf-8", "replace").strip()
-    if verdict == "OK":
+        line = status.read().decode("utf-8", "replace")
+    verdict = parse_status(line)
+    if verdict is not None and verdict[0]:
         log.debug("%s: target %d rebuilt the program; handing over", what, proc.pid)
         return LocalTarget(proc)
     code = proc.wait()
-    if verdict.startswith("ERR "):
-        raise TeleportError(f"{what}: the target could not resume the program: {verdict[4:]}")
+    if verdict is not None:
+        raise TeleportError(f"{what}: the target could not resume the program: {verdict[1]}")
     raise TeleportError(f"{what}: the target exited with code {code} before confirming the move")
