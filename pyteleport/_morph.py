@@ -30,6 +30,7 @@ from ._cpython import EXCEPT_HANDLER_BLOCK, NULL, OPS, SETUP_FINALLY_BLOCK, exce
 from ._errors import TeleportError
 from ._snapshot import FrameState
 from ._stack_analysis import analyze
+from . import _rebuild
 from ._rebuild import NullPair
 
 
@@ -46,7 +47,7 @@ class _Slot:
 
 @dataclass
 class _Template:
-    code: types.CodeType
+    bare: types.CodeType                      # placeholders replaced by None
     positions: Tuple[Tuple[int, int], ...]   # (const index, value index)
     freevars: Tuple[str, ...]
 
@@ -345,7 +346,8 @@ def _build(state: FrameState, inner_fn) -> Tuple[_Template, List[Any]]:
         raise TeleportError(f"{state.where}: internal error while compiling the resume code: "
                             f"{type(e).__name__}: {e}") from e
     positions = tuple((ci, c.index) for ci, c in enumerate(new.co_consts) if isinstance(c, _Slot))
-    return _Template(new, positions, freevars), em.values
+    bare = new.replace(co_consts=tuple(None if isinstance(c, _Slot) else c for c in new.co_consts))
+    return _Template(bare, positions, freevars), em.values
 
 
 def _outside_open_region(bc: Bytecode, position: int, prologue: list) -> list:
@@ -368,9 +370,13 @@ def _outside_open_region(bc: Bytecode, position: int, prologue: list) -> list:
     return [TryEnd(open_entry)] + prologue + [copy]
 
 
-def compile_state(state: FrameState, inner_fn=None):
+def compile_state(state: FrameState, inner_fn=None, recipes: Dict[int, tuple] = None):
     """The morph of one frame: a code object for the module frame, otherwise a
-    function that takes no arguments."""
+    function that takes no arguments.
+
+    ``recipes`` (by ``id`` of the morph) records how it was made from its
+    template, so the pickler sends the template once and each frame's values.
+    """
     key = _shape(state, inner_fn)
     template = _templates.get(key)
     if template is None:
@@ -378,21 +384,16 @@ def compile_state(state: FrameState, inner_fn=None):
         _templates[key] = template
     else:
         values = _values_only(state, inner_fn)
-    consts = list(template.code.co_consts)
-    for ci, vi in template.positions:
-        consts[ci] = values[vi]
-    code = template.code.replace(co_consts=tuple(consts))
+    fills = tuple((ci, values[vi]) for ci, vi in template.positions)
     if state.is_module:
-        return code
-    closure = tuple(state.cells.get(name) or types.CellType() for name in template.freevars)
-    fn = types.FunctionType(code, state.globals, code.co_name, None, closure or None)
-    nargs = code.co_argcount
-    if nargs:
-        fn.__defaults__ = (None,) * nargs
-    if code.co_kwonlyargcount:
-        fn.__kwdefaults__ = {n: None for n in code.co_varnames[nargs:nargs + code.co_kwonlyargcount]}
-    fn.__qualname__ = getattr(code, "co_qualname", code.co_name)
-    return fn
+        recipe = (_rebuild.fill_code, (template.bare, fills))
+    else:
+        closure = tuple(state.cells.get(name) or types.CellType() for name in template.freevars)
+        recipe = (_rebuild.morph_function, (template.bare, fills, state.globals, closure or None))
+    morph = recipe[0](*recipe[1])
+    if recipes is not None:
+        recipes[id(morph)] = recipe
+    return morph
 
 
 class _ValueCollector(_Emitter):

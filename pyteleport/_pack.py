@@ -5,6 +5,7 @@ Any failure here is a :class:`TeleportError` raised before anything is sent.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import pickle
@@ -32,7 +33,8 @@ def pack(frame, result: Any, extra_context: Dict[str, Any] = None) -> Payload:
     started = time.perf_counter()
     states = capture_chain(frame, result)
     running: Dict[int, Any] = {}
-    chain = _compile_chain(states, running)
+    recipes: Dict[int, tuple] = {}
+    chain = _compile_chain(states, running, recipes)
     main = sys.modules["__main__"]
     main_globals = {k: v for k, v in vars(main).items() if k not in _MAIN_SKIP}
     modules = _user_module_attrs()
@@ -42,7 +44,7 @@ def pack(frame, result: Any, extra_context: Dict[str, Any] = None) -> Payload:
     signals = _signal_handlers()
     root = {"chain": chain, "main": main_globals, "modules": modules, "signals": signals}
     try:
-        state_bytes, buffers = _pickler.dumps(root, running, _compile_suspended)
+        state_bytes, buffers = _pickler.dumps(root, running, _compile_suspended, recipes)
     except RecursionError:
         raise TeleportError("the program state is nested too deeply to serialise "
                             "(raise sys.setrecursionlimit)") from None
@@ -50,7 +52,7 @@ def pack(frame, result: Any, extra_context: Dict[str, Any] = None) -> Payload:
         raise
     except Exception as e:
         detail = _pickler.diagnose(_roots(states, main_globals, modules, signals), running,
-                                   _compile_suspended)
+                                   _compile_suspended, recipes)
         raise TeleportError(detail or f"cannot serialise the program state: {_pickler._clean(e)}") from None
     context = _context(main, states, extra_context or {})
     payload = Payload(pickle.dumps(context, protocol=4), state_bytes, buffers)
@@ -63,7 +65,7 @@ def pack(frame, result: Any, extra_context: Dict[str, Any] = None) -> Payload:
     return payload
 
 
-def _compile_chain(states: List[FrameState], running: Dict[int, Any]) -> list:
+def _compile_chain(states: List[FrameState], running: Dict[int, Any], recipes) -> list:
     """Morphs of the chain, innermost first; the last one is the module's code."""
     chain = []
     inner_fn = None
@@ -71,16 +73,16 @@ def _compile_chain(states: List[FrameState], running: Dict[int, Any]) -> list:
         if state.resume.kind == "reexec":
             # the inner morph is reached by resuming the generator on the stack
             running[id(state.inner_generator)] = inner_fn
-            fn = _morph.compile_state(state, None)
+            fn = _morph.compile_state(state, None, recipes)
         else:
-            fn = _morph.compile_state(state, inner_fn)
+            fn = _morph.compile_state(state, inner_fn, recipes)
         chain.append(fn)
         inner_fn = fn
     return chain
 
 
-def _compile_suspended(gen):
-    return _morph.compile_state(capture_suspended(gen), None)
+def _compile_suspended(gen, recipes):
+    return _morph.compile_state(capture_suspended(gen), None, recipes)
 
 
 def _context(main, states: List[FrameState], extra: Dict[str, Any]) -> Dict[str, Any]:
@@ -100,6 +102,7 @@ def _context(main, states: List[FrameState], extra: Dict[str, Any]) -> Dict[str,
     return ctx
 
 
+@functools.lru_cache(maxsize=1)
 def _system_dirs() -> Tuple[str, ...]:
     dirs = set()
     for key in ("stdlib", "platstdlib", "purelib", "platlib"):

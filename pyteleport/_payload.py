@@ -6,7 +6,8 @@ Layout (little-endian)::
              4s bytecode magic  u8 n  n bytes pyteleport version
     context  u64 n, n bytes     plain pickle: process context and manifest
     state    u64 n, n bytes     dill pickle protocol 5: the program
-    buffers  u32 count, then per buffer u64 n, n bytes (out-of-band pickle buffers)
+    buffers  u32 count, then per buffer: u8 kind (b"a" bytearray, b"b" bytes),
+             u64 n, n bytes (out-of-band pickle buffers)
     trailer  b"PTEND" u32 crc32 of everything before the trailer
 
 The header is checked before anything else is read, and the checksum before
@@ -29,6 +30,8 @@ HEADER = struct.Struct("<8sHBB4sB")
 U64 = struct.Struct("<Q")
 U32 = struct.Struct("<I")
 TRAILER_MAGIC = b"PTEND"
+KIND_BYTEARRAY = b"a"
+KIND_BYTES = b"b"
 CHUNK = 1 << 20
 
 
@@ -50,7 +53,7 @@ class Payload:
     @property
     def size(self) -> int:
         return (HEADER.size + 32 + 8 + len(self.context) + 8 + len(self.state) + 4
-                + sum(8 + memoryview(b).nbytes for b in self.buffers) + len(TRAILER_MAGIC) + 4)
+                + sum(9 + memoryview(b).nbytes for b in self.buffers) + len(TRAILER_MAGIC) + 4)
 
     def write_to(self, out: BinaryIO, progress: Optional[Callable[[int], None]] = None) -> None:
         """Stream the payload to ``out`` without copying the buffers."""
@@ -76,7 +79,9 @@ class Payload:
         put(U32.pack(len(self.buffers)))
         for b in self.buffers:
             raw = b.raw() if isinstance(b, pickle.PickleBuffer) else memoryview(b)
-            put(U64.pack(raw.nbytes))
+            # a bytes object is rebuilt as bytes, read in place on the target
+            kind = KIND_BYTES if type(memoryview(b).obj) is bytes else KIND_BYTEARRAY
+            put(kind + U64.pack(raw.nbytes))
             put(raw)
         out.write(TRAILER_MAGIC + U32.pack(crc))
         out.flush()
@@ -96,9 +101,12 @@ class _Reader:
         self.crc = 0
         self.progress = progress
 
-    def exact(self, n: int, what: str) -> bytearray:
-        buf = bytearray(n)
-        view = memoryview(buf)
+    def exact(self, n: int, what: str, kind: bytes = KIND_BYTEARRAY):
+        if kind == KIND_BYTES and n > 1:
+            buf, view = _fresh_bytes(n)
+        else:
+            buf = bytearray(n)
+            view = memoryview(buf)
         got = 0
         while got < n:
             k = self.stream.readinto(view[got:got + CHUNK])
@@ -109,6 +117,20 @@ class _Reader:
             if self.progress is not None:
                 self.progress(k)
         return buf
+
+
+def _fresh_bytes(n: int):
+    """A new, unshared ``bytes`` of length ``n`` and a writable view of its
+    storage, so that a large bytes object is read in place instead of being
+    copied out of a bytearray.  Nothing else can see the object until the
+    pickle hands it to the program."""
+    import ctypes
+    alloc = ctypes.pythonapi.PyBytes_FromStringAndSize
+    alloc.restype = ctypes.py_object
+    alloc.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
+    obj = alloc(None, n)
+    data = id(obj) + sys.getsizeof(b"") - 1   # offset of ob_sval: the header size
+    return obj, memoryview((ctypes.c_char * n).from_address(data)).cast("B")
 
 
 def read_header(reader: _Reader) -> Header:
@@ -140,8 +162,11 @@ def read(stream: BinaryIO, progress=None):
     (count,) = U32.unpack(reader.exact(4, "buffer count"))
     buffers = []
     for i in range(count):
-        (n,) = U64.unpack(reader.exact(8, f"buffer {i} length"))
-        buffers.append(reader.exact(n, f"buffer {i}"))
+        head = reader.exact(9, f"buffer {i} length")
+        kind, (n,) = bytes(head[:1]), U64.unpack(head[1:])
+        if kind not in (KIND_BYTES, KIND_BYTEARRAY):
+            raise PayloadError(f"corrupted payload: buffer {i} has an unknown kind")
+        buffers.append(reader.exact(n, f"buffer {i}", kind))
     expected = reader.crc
     tail = stream.read(len(TRAILER_MAGIC) + 4)
     if len(tail) != len(TRAILER_MAGIC) + 4 or not tail.startswith(TRAILER_MAGIC):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import io
+import marshal
 import pickle
 import sys
 import types
@@ -32,19 +33,32 @@ class _Refusal(Exception):
 
 
 class StatePickler(dill.Pickler):
-    def __init__(self, file, buffers: list, running: Dict[int, Callable], compile_suspended):
+    def __init__(self, file, buffers: list, running: Dict[int, Callable], compile_suspended,
+                 recipes: Dict[int, tuple]):
         super().__init__(file, protocol=5, buffer_callback=buffers.append)
         self._running = running
         self._compile_suspended = compile_suspended
+        self._recipes = recipes
 
     def reducer_override(self, obj):
         t = type(obj)
+        recipe = self._recipes.get(id(obj))
+        if recipe is not None and (t is types.FunctionType or t is types.CodeType):
+            return recipe   # a morph: its template (pickled once) and this frame's values
+        if t is types.CodeType:
+            return _reduce_code(obj)
+        if t is dict:
+            return _reduce_module_dict(obj)
         if t is bytes and len(obj) >= OUT_OF_BAND_MIN:
             return _rebuild.bytes_from, (pickle.PickleBuffer(obj),)
         if t is bytearray and len(obj) >= OUT_OF_BAND_MIN:
             return _rebuild.bytearray_from, (pickle.PickleBuffer(obj),)
         if t is types.GeneratorType:
             return self._reduce_generator(obj)
+        if t is _ndarray_type():
+            # NumPy's own protocol-5 reduction hands the data over as an
+            # out-of-band buffer (dill's numpy hook would copy it in-band)
+            return obj.__reduce_ex__(5)
         if t is types.ModuleType:
             # modules travel by name and are imported again on the target
             return _rebuild.import_module, (obj.__name__,)
@@ -65,10 +79,34 @@ class StatePickler(dill.Pickler):
             return _rebuild.exhausted_generator, ()
         if state == inspect.GEN_RUNNING:
             raise _Refusal("a running generator that is not on the moved stack cannot be moved")
-        fn = self._compile_suspended(gen)
+        fn = self._compile_suspended(gen, self._recipes)
         if state == inspect.GEN_CREATED:
             return _rebuild.start_generator, (fn,)
         return _rebuild.resume_generator, (fn,)
+
+
+def _reduce_code(code):
+    """Code objects the compiler made marshal as they are (fast, compact, and
+    no dill needed to load them); others are left to dill."""
+    try:
+        return _rebuild.code_from_marshal, (marshal.dumps(code),)
+    except ValueError:
+        return NotImplemented
+
+
+def _reduce_module_dict(d):
+    """A module's own namespace travels by reference to the module."""
+    name = d.get("__name__")
+    if type(name) is str:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__dict__", None) is d:
+            return _rebuild.module_dict, (name,)
+    return NotImplemented
+
+
+def _ndarray_type():
+    numpy = sys.modules.get("numpy")
+    return getattr(numpy, "ndarray", None) if numpy is not None else None
 
 
 def _reduce_file(f):
@@ -104,7 +142,7 @@ def _newline(f):
     return None
 
 
-def dumps(root, running, compile_suspended) -> Tuple[bytes, List[pickle.PickleBuffer]]:
+def dumps(root, running, compile_suspended, recipes) -> Tuple[bytes, List[pickle.PickleBuffer]]:
     """Pickle ``root``; large buffers are returned separately, not copied."""
     buffers: List[pickle.PickleBuffer] = []
     out = io.BytesIO()
@@ -113,17 +151,17 @@ def dumps(root, running, compile_suspended) -> Tuple[bytes, List[pickle.PickleBu
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, RECURSION_LIMIT))
     try:
-        StatePickler(out, buffers, running, compile_suspended).dump(root)
+        StatePickler(out, buffers, running, compile_suspended, recipes).dump(root)
     finally:
         sys.setrecursionlimit(limit)
     return out.getvalue(), buffers
 
 
-def diagnose(roots: List[Tuple[str, object]], running, compile_suspended) -> str:
+def diagnose(roots: List[Tuple[str, object]], running, compile_suspended, recipes) -> str:
     """Find which named root cannot be pickled (only called after a failure)."""
     for label, value in roots:
         try:
-            dumps(value, running, compile_suspended)
+            dumps(value, running, compile_suspended, recipes)
         except TeleportError as e:
             return f"{label}: {e}"
         except _Refusal as e:

@@ -14,6 +14,37 @@ class NullPair:
         self.v = value
 
 
+def fill_code(bare, fills):
+    """A morph code object: its template with this frame's values filled in."""
+    consts = list(bare.co_consts)
+    for index, value in fills:
+        consts[index] = value
+    return bare.replace(co_consts=tuple(consts))
+
+
+def morph_function(bare, fills, globals_, closure):
+    """The function that rebuilds one frame when called with no arguments."""
+    import types
+    code = fill_code(bare, fills)
+    fn = types.FunctionType(code, globals_, code.co_name, None, closure)
+    if code.co_argcount:
+        fn.__defaults__ = (None,) * code.co_argcount
+    if code.co_kwonlyargcount:
+        names = code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount]
+        fn.__kwdefaults__ = dict.fromkeys(names)
+    fn.__qualname__ = getattr(code, "co_qualname", code.co_name)
+    return fn
+
+
+def code_from_marshal(data):
+    import marshal
+    return marshal.loads(data)
+
+
+def module_dict(name):
+    return import_module(name).__dict__
+
+
 def start_generator(fn):
     """A generator that runs its morph prologue on its first resume."""
     return fn()

@@ -8,6 +8,7 @@ It imports only what loading the payload needs: the heavy parts of pyteleport
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import sys
@@ -66,6 +67,23 @@ def _fail(status: _Status, message: str) -> "NoReturn":
     os._exit(EXIT_BAD_PAYLOAD)
 
 
+class _Unpickler(pickle.Unpickler):
+    """The C unpickler, reading dill's pickles: dill itself is imported only
+    if the payload refers to its constructors (functions or classes that
+    travel by value), which keeps restoring cheap for everything else."""
+
+    def find_class(self, module, name):
+        if module == "__builtin__":          # dill's names for builtins and __main__
+            if name == "__main__":
+                return sys.modules["__main__"].__dict__
+            if name == "NoneType":
+                return type(None)
+            module = "builtins"
+        elif module == "dill.dill":
+            module = "dill._dill"
+        return super().find_class(module, name)
+
+
 def _apply_context(ctx: dict) -> None:
     global task_index
     os.chdir(ctx["cwd"])
@@ -111,8 +129,7 @@ def restore(stream, status_fd=None) -> None:
         _fail(status, f"cannot restore the process context: {type(e).__name__}: {e}")
     main = _new_main(ctx)
     try:
-        import dill
-        state = dill.loads(payload.state, buffers=payload.buffers)
+        state = _Unpickler(io.BytesIO(payload.state), buffers=payload.buffers).load()
         main.__dict__.update(state["main"])
         for name, attrs in state["modules"].items():
             module = sys.modules.get(name)
