@@ -16,13 +16,14 @@ corrupted file is refused without executing any of it.
 """
 from __future__ import annotations
 
-import importlib.util
-import pickle
 import struct
 import sys
 import zlib
-from dataclasses import dataclass, field
-from typing import BinaryIO, Callable, List, Optional
+from _pickle import PickleBuffer, loads as pickle_loads
+from importlib.util import MAGIC_NUMBER
+
+# The restoring side imports this module: standard library only, and no
+# typing or dataclasses (they cost every resumed process milliseconds).
 
 MAGIC = b"PYTLPORT"
 FORMAT_VERSION = 1
@@ -44,18 +45,23 @@ def _pyteleport_version() -> str:
     return __version__
 
 
-@dataclass
 class Payload:
-    context: bytes
-    state: bytes
-    buffers: List = field(default_factory=list)
+    """A packed program: ``context`` and ``state`` pickles and the
+    out-of-band buffers of ``state``."""
+
+    __slots__ = ("context", "state", "buffers")
+
+    def __init__(self, context: bytes, state: bytes, buffers: "list | None" = None):
+        self.context = context
+        self.state = state
+        self.buffers = buffers if buffers is not None else []
 
     @property
     def size(self) -> int:
         return (HEADER.size + 32 + 8 + len(self.context) + 8 + len(self.state) + 4
                 + sum(9 + memoryview(b).nbytes for b in self.buffers) + len(TRAILER_MAGIC) + 4)
 
-    def write_to(self, out: BinaryIO, progress: Optional[Callable[[int], None]] = None) -> None:
+    def write_to(self, out, progress=None) -> None:
         """Stream the payload to ``out`` without copying the buffers."""
         crc = 0
 
@@ -71,14 +77,14 @@ class Payload:
 
         version = _pyteleport_version().encode()
         put(HEADER.pack(MAGIC, FORMAT_VERSION, sys.version_info[0], sys.version_info[1],
-                        importlib.util.MAGIC_NUMBER, len(version)) + version)
+                        MAGIC_NUMBER, len(version)) + version)
         put(U64.pack(len(self.context)))
         put(self.context)
         put(U64.pack(len(self.state)))
         put(self.state)
         put(U32.pack(len(self.buffers)))
         for b in self.buffers:
-            raw = b.raw() if isinstance(b, pickle.PickleBuffer) else memoryview(b)
+            raw = b.raw() if isinstance(b, PickleBuffer) else memoryview(b)
             # a bytes object is rebuilt as bytes, read in place on the target
             kind = KIND_BYTES if type(memoryview(b).obj) is bytes else KIND_BYTEARRAY
             put(kind + U64.pack(raw.nbytes))
@@ -87,16 +93,18 @@ class Payload:
         out.flush()
 
 
-@dataclass
 class Header:
-    format_version: int
-    python: tuple
-    bytecode_magic: bytes
-    pyteleport_version: str
+    __slots__ = ("format_version", "python", "bytecode_magic", "pyteleport_version")
+
+    def __init__(self, format_version: int, python: tuple, bytecode_magic: bytes, version: str):
+        self.format_version = format_version
+        self.python = python
+        self.bytecode_magic = bytecode_magic
+        self.pyteleport_version = version
 
 
 class _Reader:
-    def __init__(self, stream: BinaryIO, progress=None):
+    def __init__(self, stream, progress=None):
         self.stream = stream
         self.crc = 0
         self.progress = progress
@@ -147,13 +155,13 @@ def read_header(reader: _Reader) -> Header:
     if (major, minor) != here:
         raise PayloadError(f"payload was made by Python {major}.{minor} (pyteleport {version}); "
                            f"this is Python {here[0]}.{here[1]}: resume it with Python {major}.{minor}")
-    if bc_magic != importlib.util.MAGIC_NUMBER:
+    if bc_magic != MAGIC_NUMBER:
         raise PayloadError(f"payload was made by a Python {major}.{minor} build with another "
                            f"bytecode magic number; resume it with the same interpreter build")
     return Header(fmt, (major, minor), bc_magic, version)
 
 
-def read(stream: BinaryIO, progress=None):
+def read(stream, progress=None):
     """Read and verify a whole payload; returns ``(header, Payload)``."""
     reader = _Reader(stream, progress)
     header = read_header(reader)
@@ -176,13 +184,13 @@ def read(stream: BinaryIO, progress=None):
     return header, Payload(context, state, buffers)
 
 
-def read_context(stream: BinaryIO):
+def read_context(stream):
     """Header and context only (for inspection; nothing is executed)."""
     reader = _Reader(stream)
     header = read_header(reader)
     context = bytes(reader.exact(U64.unpack(reader.exact(8, "context length"))[0], "context"))
     state_len = U64.unpack(reader.exact(8, "state length"))[0]
-    return header, pickle.loads(context), state_len
+    return header, pickle_loads(context), state_len
 
 
 def rewrite_python_version(path: str, version: tuple) -> None:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import io
 import os
-import pickle
 import sys
 import types
+
+# the C implementation directly: pickle.py would import re, functools,
+# struct and more in every resumed process
+from _pickle import Unpickler, loads as pickle_loads
 
 from ._payload import PayloadError, read
 
@@ -67,7 +70,7 @@ def _fail(status: _Status, message: str) -> "NoReturn":
     os._exit(EXIT_BAD_PAYLOAD)
 
 
-class _Unpickler(pickle.Unpickler):
+class _Unpickler(Unpickler):
     """The C unpickler, reading dill's pickles: dill itself is imported only
     if the payload refers to its constructors (functions or classes that
     travel by value), which keeps restoring cheap for everything else."""
@@ -123,7 +126,7 @@ def restore(stream, status_fd=None) -> None:
     finally:
         stream.close()
     try:
-        ctx = pickle.loads(payload.context)
+        ctx = pickle_loads(payload.context)
         _apply_context(ctx)
     except Exception as e:
         _fail(status, f"cannot restore the process context: {type(e).__name__}: {e}")
