@@ -31,7 +31,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
+import threading
 import time
 import traceback
 
@@ -171,46 +171,68 @@ def _children(pid: int):
 def run(cmd, *, env, timeout, cwd=None, stdin_data=None, watch=False, poll=0.01) -> Run:
     """Run ``cmd`` in its own process group; kill the whole group on timeout.
 
-    With ``watch``, sample the peak RSS (``VmHWM``) of the process and of its
-    children from /proc until it exits.
+    The wait is a blocking ``waitpid`` (``Popen.wait`` with a timeout polls
+    with sleeps of up to 50 ms, which would quantise the wall times).  With
+    ``watch``, a thread samples the peak RSS (``VmHWM``) of the process and
+    of its children from /proc every ``poll`` seconds until it exits.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=err,
                                 stdin=subprocess.DEVNULL if stdin_data is None else subprocess.PIPE,
                                 start_new_session=True)
-        if stdin_data is not None:
-            proc.stdin.write(stdin_data)
-            proc.stdin.close()
-        peak, child_peak = None, None
-        deadline = t0 + timeout
-        try:
-            if watch:
-                while proc.poll() is None:
-                    v = _vmhwm(proc.pid)
-                    if v is not None:
-                        peak = max(peak or 0, v)
-                    for c in _children(proc.pid):
-                        v = _vmhwm(c)
-                        if v is not None:
-                            child_peak = max(child_peak or 0, v)
-                    if time.perf_counter() > deadline:
-                        raise subprocess.TimeoutExpired(cmd, timeout)
-                    time.sleep(poll)
-            else:
-                proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        timed_out = threading.Event()
+
+        def kill():
+            timed_out.set()
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+        timer = threading.Timer(timeout, kill)
+        timer.daemon = True
+        timer.start()
+        peaks = {"self": None, "children": None}
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                v = _vmhwm(proc.pid)
+                if v is not None:
+                    peaks["self"] = max(peaks["self"] or 0, v)
+                for c in _children(proc.pid):
+                    v = _vmhwm(c)
+                    if v is not None:
+                        peaks["children"] = max(peaks["children"] or 0, v)
+                done.wait(poll)
+
+        sampler = threading.Thread(target=sample, daemon=True) if watch else None
+        if sampler:
+            sampler.start()
+        try:
+            if stdin_data is not None:
+                try:
+                    proc.stdin.write(stdin_data)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass
             proc.wait()
-            raise RunFailed(f"timed out after {timeout:.0f} s: {' '.join(map(str, cmd))[:120]}") from None
-        wall = time.perf_counter() - t0
+            wall = time.perf_counter() - t0
+        finally:
+            timer.cancel()
+            done.set()
+            if sampler:
+                sampler.join()
+            if proc.poll() is None:  # interrupted: do not leave it running
+                kill()
+                proc.wait()
+        if timed_out.is_set():
+            raise RunFailed(f"timed out after {timeout:.0f} s: {' '.join(map(str, cmd))[:120]}")
         out.seek(0)
         err.seek(0)
         return Run(proc.returncode, wall, out.read().decode("utf-8", "replace"),
-                   err.read().decode("utf-8", "replace"), peak, child_peak)
+                   err.read().decode("utf-8", "replace"), peaks["self"], peaks["children"])
 
 
 def median(xs):
@@ -449,7 +471,7 @@ sys.exit(child.wait())
 
 def bench_big(ctx, res: Results):
     sec = "big"
-    runs = 1 if ctx.quick else 3
+    runs = 1 if ctx.quick else 5
     cases = [("numpy", ctx.numpy_bytes, "NumPy float64 array"), ("bytes", ctx.bytes_bytes, "bytes object")]
     child = os.path.join(ctx.tmp, "big_baseline_child.py")
     with open(child, "w") as f:
@@ -469,6 +491,11 @@ def bench_big(ctx, res: Results):
                 f.write(text)
         samples = {"teleport": [], "baseline": []}
         try:
+            if not ctx.quick:
+                # untimed warm-up of both programs: the first big allocations
+                # after a while can be much slower (fresh pages of a VM)
+                for mode in ("baseline", "teleport"):
+                    run([ctx.python, paths[mode]], env=ctx.env, timeout=300, cwd=ctx.tmp).check()
             for _ in range(runs):
                 for mode in ("baseline", "teleport"):
                     r = run([ctx.python, paths[mode]], env=ctx.env, timeout=300, cwd=ctx.tmp,
@@ -626,6 +653,20 @@ class Context:
     pass
 
 
+def _git_revision() -> str:
+    """The commit measured, with '+changes' if pyteleport/ differs from it."""
+    try:
+        rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--", "pyteleport"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "revision unknown"
+    if not rev:
+        return "revision unknown"
+    return f"commit {rev}" + (" +changes in pyteleport/" if dirty else "")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and few repeats (smoke run)")
@@ -664,9 +705,13 @@ def _main(ctx, args) -> int:
         ctx.env.pop("PYTHONDONTWRITEBYTECODE", None)
         ctx.env["PYTHONPYCACHEPREFIX"] = os.path.join(ctx.tmp, "pycache")
 
-    probe = run([ctx.python, "-c", "import sys, pyteleport; print(sys.version.split()[0]); "
-                 "import importlib.util as u; print(u.find_spec('numpy') is not None)"],
-                env=ctx.env, timeout=60)
+    try:
+        probe = run([ctx.python, "-c", "import sys, pyteleport; print(sys.version.split()[0]); "
+                     "import importlib.util as u; print(u.find_spec('numpy') is not None)"],
+                    env=ctx.env, timeout=60)
+    except (OSError, RunFailed) as e:
+        print(f"cannot run {ctx.python}: {e}")
+        return 0
     if probe.rc != 0:
         print(f"cannot import pyteleport with {ctx.python}:\n{probe.stderr}")
         return 0
@@ -680,7 +725,8 @@ def _main(ctx, args) -> int:
         load = " ".join(f"{x:.1f}" for x in os.getloadavg())
     except OSError:
         load = "?"
-    print(f"pyteleport benchmarks: Python {version} ({ctx.python}), {platform.machine()}, "
+    commit = _git_revision()
+    print(f"pyteleport benchmarks: {commit}, Python {version} ({ctx.python}), {platform.machine()}, "
           f"{os.cpu_count()} CPUs, load average {load}, {'quick' if ctx.quick else 'full'} run, "
           f"{ctx.runs} runs per start-up figure, bytecode cache "
           f"{'as in the environment' if args.no_bytecode_cache else 'on'}")
@@ -704,7 +750,7 @@ def _main(ctx, args) -> int:
     total = time.perf_counter() - started
     print(f"total benchmark time: {total:.1f} s")
     if args.json:
-        out = dict(python=version, interpreter=ctx.python, quick=ctx.quick, runs=ctx.runs,
+        out = dict(revision=commit, python=version, interpreter=ctx.python, quick=ctx.quick, runs=ctx.runs,
                    load_average=load, bytecode_cache=not args.no_bytecode_cache,
                    machine=platform.machine(), cpus=os.cpu_count(),
                    date=time.strftime("%Y-%m-%dT%H:%M:%S"), total_s=total, rows=res.rows, raw=ctx.raw)
