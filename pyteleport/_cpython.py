@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import sys
 from dataclasses import dataclass
-from typing import Callable, FrozenSet, Optional, Tuple
+from typing import FrozenSet, Optional, Tuple
 
 VERSION: Tuple[int, int] = sys.version_info[:2]
 PTR = ctypes.sizeof(ctypes.c_void_p)

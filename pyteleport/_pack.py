@@ -19,7 +19,7 @@ from . import _morph, _pickler
 from ._cpython import NULL
 from ._errors import TeleportError
 from ._payload import Payload
-from ._snapshot import CO_GENERATOR, FrameState, capture_chain, capture_suspended
+from ._snapshot import FrameState, capture_chain, capture_suspended
 
 log = logging.getLogger("pyteleport")
 

@@ -3,7 +3,6 @@
 This module is imported by every resumed process: it must stay tiny and import
 nothing beyond the standard library modules it needs.
 """
-import io
 import os
 import sys
 

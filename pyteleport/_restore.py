@@ -61,7 +61,8 @@ class _Status:
         self.fd = None
 
 
-def _fail(status: _Status, message: str) -> "NoReturn":
+def _fail(status: _Status, message: str) -> None:
+    """Report ``message`` and end the process (exit 2)."""
     if status.fd is not None:
         status.send("ERR " + message)
     else:

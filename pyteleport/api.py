@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from ._errors import TeleportError
+
+if TYPE_CHECKING:
+    from .backends import Backend
 
 
 def teleport(backend: Union[str, "Backend", None] = None, **options) -> None:

@@ -9,10 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
-import pytest
 
 from progs import describe, run_python, write_program
 

@@ -46,3 +46,13 @@ def move():
             os._exit(0)
     else:
         raise ValueError(f"unknown SCENARIO_MODE entry {mode!r}")
+
+
+def run_case(namespace, end="end"):
+    """Run the case named by ``sys.argv[1]``: the function ``case_<name>`` of
+    ``namespace`` (a scenario's globals), between two log lines."""
+    import sys
+    case = sys.argv[1]
+    log("case", case)
+    namespace["case_" + case]()
+    log(end)

@@ -3,9 +3,8 @@
 Run with one case name as argument.
 """
 import contextlib
-import sys
 
-from _scenario import log, move
+from _scenario import log, move, run_case
 
 
 class CM:
@@ -75,10 +74,5 @@ def case_exit_sees_exception():
         log("propagated", repr(exc))
 
 
-CASES = {name[5:]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
-
 if __name__ == "__main__":
-    case = sys.argv[1]
-    log("case", case)
-    CASES[case]()
-    log("end")
+    run_case(globals())

@@ -3,9 +3,8 @@
 Run with one case name as argument.
 """
 import inspect
-import sys
 
-from _scenario import log, move
+from _scenario import log, move, run_case
 
 
 def case_for_loop():
@@ -95,10 +94,5 @@ def case_genexp():
         log("got", value)
 
 
-CASES = {name[5:]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
-
 if __name__ == "__main__":
-    case = sys.argv[1]
-    log("case", case)
-    CASES[case]()
-    log("end")
+    run_case(globals())

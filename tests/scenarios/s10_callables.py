@@ -4,9 +4,8 @@ methods, properties, __init__ and operator methods.
 Run with one case name as argument.
 """
 import functools
-import sys
 
-from _scenario import log, move
+from _scenario import log, move, run_case
 
 
 def step(x):
@@ -152,10 +151,5 @@ def case_call():
     log(v(10))
 
 
-CASES = {name[5:]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
-
 if __name__ == "__main__":
-    case = sys.argv[1]
-    log("case", case)
-    CASES[case]()
-    log("end")
+    run_case(globals())

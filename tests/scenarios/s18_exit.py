@@ -1,7 +1,7 @@
 """Exit status after the move. Run with one case name as argument."""
 import sys
 
-from _scenario import log, move
+from _scenario import log, move, run_case
 
 
 class AppError(Exception):
@@ -45,10 +45,5 @@ def case_exit_in_finally():
         sys.exit(4)
 
 
-CASES = {name[5:]: fn for name, fn in sorted(globals().items()) if name.startswith("case_")}
-
 if __name__ == "__main__":
-    case = sys.argv[1]
-    log("case", case)
-    CASES[case]()
-    log("not reached")
+    run_case(globals(), end='not reached')
