@@ -52,7 +52,7 @@ class _Template:
     freevars: Tuple[str, ...]
 
 
-_templates: Dict[Any, _Template] = {}
+_templates: Dict[Any, Tuple[types.CodeType, _Template]] = {}
 PROLOGUE_HEADROOM = 8
 
 
@@ -101,7 +101,9 @@ def _shape(state: FrameState, inner_fn) -> tuple:
     """Everything the compiled code depends on besides the values."""
     r = state.resume
     stack_shape = tuple("N" if v is NULL else "" for v in state.stack)
-    return (state.code, r.kind, r.index, r.keep, r.pushes, r.init_self is not NULL,
+    # the code by identity (its constants may be unhashable); the template
+    # cache keeps the code alive so that the id stays its own
+    return (id(state.code), r.kind, r.index, r.keep, r.pushes, r.init_self is not NULL,
             inner_fn is not None, tuple(sorted(state.locals)), tuple(sorted(state.cells)),
             stack_shape, state.tags, tuple(state.blocks), _full_handlers(state))
 
@@ -210,8 +212,8 @@ def _emit_prologue(state: FrameState, inner_fn, labels, em: _Emitter):
             raise TeleportError(f"{state.where}: resuming inside a method lookup is not supported yet")
         em.op(OPS.jump_op, labels.at_index(r.index + 1))
     elif r.kind == "reexec":
-        if tags and len(stack) < len(analyze(code).tags_before[labels.offset_of(r.index)]):
-            em.const(None)   # the value sent into a generator being resumed
+        if r.keep < len(analyze(code).tags_before[labels.offset_of(r.index)]):
+            em.const(None)   # SEND/YIELD_FROM: what a just-started generator must be sent
         em.op(OPS.jump_op, labels.at_index(r.index))
     elif r.kind == "yield":
         em.const(None)
@@ -378,12 +380,13 @@ def compile_state(state: FrameState, inner_fn=None, recipes: Dict[int, tuple] = 
     template, so the pickler sends the template once and each frame's values.
     """
     key = _shape(state, inner_fn)
-    template = _templates.get(key)
-    if template is None:
-        template, values = _build(state, inner_fn)
-        _templates[key] = template
-    else:
+    hit = _templates.get(key)
+    if hit is not None and hit[0] is state.code:
+        template = hit[1]
         values = _values_only(state, inner_fn)
+    else:
+        template, values = _build(state, inner_fn)
+        _templates[key] = (state.code, template)
     fills = tuple((ci, values[vi]) for ci, vi in template.positions)
     if state.is_module:
         recipe = (_rebuild.fill_code, (template.bare, fills))

@@ -306,17 +306,20 @@ def capture_chain(start, result) -> List[FrameState]:
     ``.inner``.  ``result`` is what the call in ``start`` returns after the move."""
     _check_threads()
     frames = []
+    main_index = None
     f = start
     while f is not None:
         frames.append(f)
+        # the outermost one: code exec()'d in __main__'s namespace looks the same
         if _is_main_module_frame(f):
-            break
+            main_index = len(frames)
         f = f.f_back
-    else:
+    if main_index is None:
         raise TeleportError(
             f"{describe(start)}: no __main__ module frame above this call: pyteleport moves "
             "programs run as a script, with -m or -c (not code running at import time or "
             "inside an embedding application)")
+    frames = frames[:main_index]
     states: List[FrameState] = []
     inner = None
     for frame in frames:   # innermost first

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dis
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Dict, List, Tuple
 
 from ._cpython import OPS, exception_table
@@ -70,9 +69,26 @@ def _transfer(ins: dis.Instruction, tags: Tags, jump: bool) -> Tags:
     return tags + ("v",) * effect
 
 
-@lru_cache(maxsize=512)
+# by identity: code objects hash their constants, and a morph's constants
+# (values of a frame moved before) may be unhashable; the entry keeps the
+# code alive so that its id stays its own
+_cache: Dict[int, Tuple[object, Analysis]] = {}
+_CACHE_SIZE = 512
+
+
 def analyze(code) -> Analysis:
     """Tags of the value stack before every reachable instruction of ``code``."""
+    hit = _cache.get(id(code))
+    if hit is not None and hit[0] is code:
+        return hit[1]
+    if len(_cache) >= _CACHE_SIZE:
+        _cache.clear()
+    result = _analyze(code)
+    _cache[id(code)] = (code, result)
+    return result
+
+
+def _analyze(code) -> Analysis:
     instrs = tuple(i for i in dis.get_instructions(code)
                    if i.opname not in ("EXTENDED_ARG", "CACHE"))
     by_offset = {ins.offset: k for k, ins in enumerate(instrs)}

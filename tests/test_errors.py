@@ -114,6 +114,45 @@ def write_log(path):
 write_log(os.path.join(os.path.dirname(os.path.abspath(__file__)), "out.log"))
 say("DONE")
 """,
+    "native_exec": f"""
+def inside_exec():
+    try:
+        {MOVE}
+    except pyteleport.TeleportError as exc:
+        report(exc)
+    return 1
+
+exec("RESULT = inside_exec()")  # NATIVE
+say("EXECUTED", RESULT)
+say("DONE")
+""",
+    "native_sum": f"""
+def numbers():
+    for i in range(3):
+        if i == 1:
+            try:
+                {MOVE}
+            except pyteleport.TeleportError as exc:
+                report(exc)
+        yield i
+
+say("SUM", sum(numbers()))  # NATIVE
+say("DONE")
+""",
+    "native_lru_cache": f"""
+import functools
+
+@functools.lru_cache(maxsize=None)
+def cached(x):
+    try:
+        {MOVE}
+    except pyteleport.TeleportError as exc:
+        report(exc)
+    return x * 2
+
+say("CACHED", cached(21))  # NATIVE
+say("DONE")
+""",
 }
 
 
@@ -150,6 +189,19 @@ def test_native_frame_between_python_frames(tmp_path, kind, api):
     # the message names the frame: the one that called into native code, or the one above it
     assert native_line in message or (func in message and "prog.py:" in message), message + info
     expected = "SORTED [1, 2, 3]" if kind == "native_sorted" else "MAPPED [10]"
+    assert any(line.endswith(expected) for line in proc.stdout.splitlines()), info
+
+
+@pytest.mark.parametrize("api", APIS)
+@pytest.mark.parametrize("kind, func, expected", [
+    ("native_exec", "exec", "EXECUTED 1"),
+    ("native_sum", "numbers", "SUM 3"),
+    ("native_lru_cache", "cached", "CACHED 42"),
+])
+def test_native_callers_that_cannot_be_resumed(tmp_path, kind, func, expected, api):
+    prog, proc, message, info = run_error_program(tmp_path, kind, api)
+    assert "native" in message.lower() and func in message, message + info
+    assert f"prog.py:{line_of(prog, '# NATIVE')}" in message, message + info
     assert any(line.endswith(expected) for line in proc.stdout.splitlines()), info
 
 

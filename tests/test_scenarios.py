@@ -157,3 +157,8 @@ def test_exit_status(case):
 
 def test_stdin_after_the_move():
     assert_differential("s19_stdin.py", stdin="hello teleport\nsecond line\nthird line\n")
+
+
+@pytest.mark.parametrize("case", cases("s21_edges.py"))
+def test_edge_cases(case):
+    assert_differential("s21_edges.py", args=[case])
