@@ -20,6 +20,7 @@ so a 300-deep recursion of one function compiles once.
 """
 from __future__ import annotations
 
+import sys
 import types
 from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
@@ -372,6 +373,12 @@ def _outside_open_region(bc: Bytecode, position: int, prologue: list) -> list:
     return [TryEnd(open_entry)] + prologue + [copy]
 
 
+def _module_name_of(namespace: dict):
+    name = namespace.get("__name__")
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    return name if module is not None and getattr(module, "__dict__", None) is namespace else None
+
+
 def compile_state(state: FrameState, inner_fn=None, recipes: Dict[int, tuple] = None):
     """The morph of one frame: a code object for the module frame, otherwise a
     function that takes no arguments.
@@ -392,7 +399,8 @@ def compile_state(state: FrameState, inner_fn=None, recipes: Dict[int, tuple] = 
         recipe = (_rebuild.fill_code, (template.bare, fills))
     else:
         closure = tuple(state.cells.get(name) or types.CellType() for name in template.freevars)
-        recipe = (_rebuild.morph_function, (template.bare, fills, state.globals, closure or None))
+        recipe = (_rebuild.morph_function,
+                  (template.bare, fills, _module_name_of(state.globals) or state.globals, closure or None))
     morph = recipe[0](*recipe[1])
     if recipes is not None:
         recipes[id(morph)] = recipe

@@ -1,11 +1,18 @@
-"""Serialising the snapshot's objects with dill, with pyteleport's own rules:
+"""Serialising the snapshot's objects, with pyteleport's own rules:
 
 - generators (running ones in the moved chain, suspended ones anywhere) become
   morph generators that continue where they were;
+- morphs travel as their template (once) and each frame's values;
 - files open for reading are reopened by path at the same position; the
   standard streams map to the target's own; files open for writing refuse;
+- modules and module namespaces travel by reference;
 - large ``bytes``/``bytearray`` (and NumPy arrays, through their own protocol 5
   support) travel as out-of-band buffers, never copied into the pickle.
+
+The C pickler does the work whenever it can: it is fast, and what it writes
+loads without dill.  Functions and classes that must travel by value (defined
+in ``__main__``, lambdas, nested functions) need dill: then the whole state is
+pickled again with dill's pickler, under the same rules.
 """
 from __future__ import annotations
 
@@ -16,8 +23,6 @@ import pickle
 import sys
 import types
 from typing import Callable, Dict, List, Tuple
-
-import dill
 
 from . import _rebuild
 from ._errors import TeleportError
@@ -32,13 +37,30 @@ class _Refusal(Exception):
     """An object that must not be moved (the message says why)."""
 
 
-class StatePickler(dill.Pickler):
-    def __init__(self, file, buffers: list, running: Dict[int, Callable], compile_suspended,
-                 recipes: Dict[int, tuple]):
-        super().__init__(file, protocol=5, buffer_callback=buffers.append)
+class _NeedsDill(Exception):
+    """The C pickler met an object that only dill can serialise."""
+
+
+class _Rules:
+    """pyteleport's reductions, shared by the C pickler and dill's."""
+
+    def _setup(self, running: Dict[int, Callable], compile_suspended, recipes: Dict[int, tuple]):
         self._running = running
         self._compile_suspended = compile_suspended
         self._recipes = recipes
+
+    def persistent_id(self, obj):
+        # consulted for every object (the C pickler skips reducer_override
+        # for exact bytes, bytearray and dict)
+        t = type(obj)
+        if t is bytes or t is bytearray:
+            if len(obj) >= OUT_OF_BAND_MIN:
+                return _rebuild.PID_BUFFER, t is bytes, pickle.PickleBuffer(obj)
+        elif t is dict:
+            name = _module_dict_name(obj)
+            if name is not None:
+                return _rebuild.PID_MODULE_DICT, name
+        return None
 
     def reducer_override(self, obj):
         t = type(obj)
@@ -47,12 +69,6 @@ class StatePickler(dill.Pickler):
             return recipe   # a morph: its template (pickled once) and this frame's values
         if t is types.CodeType:
             return _reduce_code(obj)
-        if t is dict:
-            return _reduce_module_dict(obj)
-        if t is bytes and len(obj) >= OUT_OF_BAND_MIN:
-            return _rebuild.bytes_from, (pickle.PickleBuffer(obj),)
-        if t is bytearray and len(obj) >= OUT_OF_BAND_MIN:
-            return _rebuild.bytearray_from, (pickle.PickleBuffer(obj),)
         if t is types.GeneratorType:
             return self._reduce_generator(obj)
         if t is _ndarray_type():
@@ -85,6 +101,77 @@ class StatePickler(dill.Pickler):
         return _rebuild.resume_generator, (fn,)
 
 
+class _FastPickler(_Rules, pickle.Pickler):
+    """The C pickler; gives up (``_NeedsDill``) on what must travel by value."""
+
+    def __init__(self, file, buffers: list, *rules):
+        super().__init__(file, protocol=5, buffer_callback=buffers.append)
+        self._setup(*rules)
+
+    def reducer_override(self, obj):
+        t = type(obj)
+        if t is types.FunctionType and id(obj) not in self._recipes:
+            return NotImplemented if _by_reference(obj) else _reduce_function(obj)
+        if isinstance(obj, type):
+            if not _by_reference(obj):
+                raise _NeedsDill   # classes by value: dill knows how
+            return NotImplemented
+        if t is types.CellType:
+            try:
+                return _rebuild.new_cell, (obj.cell_contents,)
+            except ValueError:
+                return _rebuild.new_cell, ()
+        return super().reducer_override(obj)
+
+
+def _dill_pickler(file, buffers: list, *rules):
+    import dill
+
+    class _DillPickler(_Rules, dill.Pickler):
+        def __init__(self):
+            super().__init__(file, protocol=5, buffer_callback=buffers.append)
+            self._setup(*rules)
+
+    return _DillPickler()
+
+
+def _by_reference(obj) -> bool:
+    """Whether ``obj`` (a function or class) is found again by its module and
+    qualified name, so that it can travel by reference."""
+    module = sys.modules.get(getattr(obj, "__module__", None) or "")
+    if module is None or module.__name__ in ("__main__", "__mp_main__"):
+        return False
+    found = module
+    for part in getattr(obj, "__qualname__", "").split("."):
+        found = getattr(found, part, None)
+        if found is None:
+            return False
+    return found is obj
+
+
+def _reduce_function(fn):
+    """A function that travels by value: its code, its namespace (by module
+    reference when it is a module's), closure and attributes.  A closure that
+    contains the function itself recurses without end: dill then takes over."""
+    namespace = fn.__globals__
+    name = _module_dict_name(namespace)
+    state = {
+        "__qualname__": fn.__qualname__, "__module__": fn.__module__, "__doc__": fn.__doc__,
+        "__kwdefaults__": fn.__kwdefaults__, "__annotations__": fn.__annotations__,
+        "__dict__": fn.__dict__,
+    }
+    return (_rebuild.function, (fn.__code__, name or namespace, fn.__name__, fn.__defaults__,
+                                fn.__closure__), state, None, None, _rebuild.set_function_state)
+
+
+def _needs_dill(root) -> bool:
+    """Cheap look at ``__main__``'s namespace: a class defined there travels
+    by value, which only dill does; skip the C pickler's attempt then."""
+    main = root.get("main", {}) if isinstance(root, dict) else {}
+    return any(isinstance(v, type) and getattr(v, "__module__", None) == "__main__"
+               for v in main.values())
+
+
 def _reduce_code(code):
     """Code objects the compiler made marshal as they are (fast, compact, and
     no dill needed to load them); others are left to dill."""
@@ -94,14 +181,14 @@ def _reduce_code(code):
         return NotImplemented
 
 
-def _reduce_module_dict(d):
-    """A module's own namespace travels by reference to the module."""
+def _module_dict_name(d):
+    """The module whose namespace ``d`` is, if any."""
     name = d.get("__name__")
     if type(name) is str:
         module = sys.modules.get(name)
         if module is not None and getattr(module, "__dict__", None) is d:
-            return _rebuild.module_dict, (name,)
-    return NotImplemented
+            return name
+    return None
 
 
 def _ndarray_type():
@@ -144,17 +231,28 @@ def _newline(f):
 
 def dumps(root, running, compile_suspended, recipes) -> Tuple[bytes, List[pickle.PickleBuffer]]:
     """Pickle ``root``; large buffers are returned separately, not copied."""
-    buffers: List[pickle.PickleBuffer] = []
-    out = io.BytesIO()
-    # dill's pickler is written in Python: each level of nesting in the data
-    # costs several Python frames
+    rules = (running, compile_suspended, recipes)
+    # pickling recurses once per level of nesting in the data (dill's pickler,
+    # written in Python, several frames per level)
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, RECURSION_LIMIT))
     try:
-        StatePickler(out, buffers, running, compile_suspended, recipes).dump(root)
+        makers = (_dill_pickler,) if _needs_dill(root) else (_FastPickler, _dill_pickler)
+        for make in makers:
+            buffers: List[pickle.PickleBuffer] = []
+            out = io.BytesIO()
+            try:
+                make(out, buffers, *rules).dump(root)
+            except (_Refusal, TeleportError):
+                raise
+            except Exception:
+                if make is _dill_pickler:
+                    raise
+                continue   # _NeedsDill, a type only dill knows, a recursive closure
+            return out.getvalue(), buffers
     finally:
         sys.setrecursionlimit(limit)
-    return out.getvalue(), buffers
+    raise AssertionError("unreachable")
 
 
 def diagnose(roots: List[Tuple[str, object]], running, compile_suspended, recipes) -> str:
@@ -175,9 +273,3 @@ def _clean(e: BaseException) -> str:
     text = str(e).strip() or type(e).__name__
     return text.splitlines()[0]
 
-
-def loads(data: bytes, buffers):
-    return dill.loads(data, buffers=buffers)
-
-
-Refusal = _Refusal

@@ -13,6 +13,42 @@ class NullPair:
         self.v = value
 
 
+# persistent ids written by the pickler (see _pickler._Rules.persistent_id)
+PID_BUFFER = "buffer"
+PID_MODULE_DICT = "module_dict"
+
+
+def persistent_load(pid):
+    kind = pid[0]
+    if kind == PID_BUFFER:
+        _, is_bytes, buffer = pid
+        return bytes_from(buffer) if is_bytes else bytearray_from(buffer)
+    if kind == PID_MODULE_DICT:
+        return module_dict(pid[1])
+    raise ValueError(f"unknown persistent id {kind!r} in the payload")
+
+
+def new_cell(*contents):
+    import types
+    return types.CellType(*contents)
+
+
+def function(code, globals_, name, defaults, closure):
+    """A function that travelled by value (see set_function_state)."""
+    import types
+    if isinstance(globals_, str):
+        globals_ = module_dict(globals_)
+    return types.FunctionType(code, globals_, name, defaults, closure)
+
+
+def set_function_state(fn, state):
+    for key, value in state.items():
+        if key == "__dict__":
+            fn.__dict__.update(value)
+        else:
+            setattr(fn, key, value)
+
+
 def fill_code(bare, fills):
     """A morph code object: its template with this frame's values filled in."""
     consts = list(bare.co_consts)
@@ -22,8 +58,11 @@ def fill_code(bare, fills):
 
 
 def morph_function(bare, fills, globals_, closure):
-    """The function that rebuilds one frame when called with no arguments."""
+    """The function that rebuilds one frame when called with no arguments.
+    ``globals_`` is a namespace or the name of the module that owns it."""
     import types
+    if isinstance(globals_, str):
+        globals_ = module_dict(globals_)
     code = fill_code(bare, fills)
     fn = types.FunctionType(code, globals_, code.co_name, None, closure)
     if code.co_argcount:

@@ -72,9 +72,13 @@ def _fail(status: _Status, message: str) -> None:
 
 
 class _Unpickler(Unpickler):
-    """The C unpickler, reading dill's pickles: dill itself is imported only
-    if the payload refers to its constructors (functions or classes that
+    """The C unpickler, reading dill's pickles too: dill itself is imported
+    only if the payload refers to its constructors (functions or classes that
     travel by value), which keeps restoring cheap for everything else."""
+
+    def persistent_load(self, pid):
+        from ._rebuild import persistent_load
+        return persistent_load(pid)
 
     def find_class(self, module, name):
         if module == "__builtin__":          # dill's names for builtins and __main__

@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from typing import Optional, Sequence
+from typing import Optional
 
 from .._errors import TeleportError
 from .._progress import Progress
@@ -32,21 +32,39 @@ def restore_command(python: str, payload_fd: int, status_fd: int) -> list:
     return [python, *flags, "-c", boot, "--payload-fd", str(payload_fd), "--status-fd", str(status_fd)]
 
 
+class _Forwarding:
+    """Signals to the source go to the target from the moment it exists (the
+    target may run the program as soon as it has confirmed): installed before
+    the payload is sent, undone if the handoff fails."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.saved = {}
+        # Ctrl-C reaches the target directly (same process group): not twice
+        self._install(signal.SIGINT, signal.SIG_IGN)
+        for name in _FORWARDED:
+            if hasattr(signal, name):
+                self._install(getattr(signal, name), self._forward)
+
+    def _install(self, sig, handler):
+        self.saved[sig] = signal.signal(sig, handler)
+
+    def _forward(self, signum, _frame):
+        try:
+            self.proc.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+    def undo(self) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+
+
 class LocalTarget(Target):
     def __init__(self, proc: subprocess.Popen):
         self.proc = proc
 
     def wait(self) -> int:
-        def forward(signum, _frame):
-            try:
-                self.proc.send_signal(signum)
-            except ProcessLookupError:
-                pass
-        # Ctrl-C reaches the target directly (same process group): not twice
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        for name in _FORWARDED:
-            if hasattr(signal, name):
-                signal.signal(getattr(signal, name), forward)
         code = self.proc.wait()
         return 128 - code if code < 0 else code
 
@@ -81,6 +99,15 @@ class LocalBackend(Backend):
 
 def _handoff(proc, payload, payload_w: int, status_r: int, what: str) -> Target:
     """Send the payload, then wait for the target's verdict."""
+    forwarding = _Forwarding(proc)
+    try:
+        return _deliver(proc, payload, payload_w, status_r, what)
+    except BaseException:
+        forwarding.undo()
+        raise
+
+
+def _deliver(proc, payload, payload_w: int, status_r: int, what: str) -> Target:
     progress = Progress(payload.size, "teleport")
     try:
         with open(payload_w, "wb", buffering=0) as out:
