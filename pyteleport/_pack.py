@@ -6,7 +6,6 @@ Any failure here is a :class:`TeleportError` raised before anything is sent.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import pickle
 import sys
@@ -15,13 +14,11 @@ import time
 import types
 from typing import Any, Dict, List, Tuple
 
-from . import _morph, _pickler
+from . import _log, _morph, _pickler
 from ._cpython import NULL
 from ._errors import TeleportError
 from ._payload import Payload
 from ._snapshot import FrameState, capture_chain, capture_suspended
-
-log = logging.getLogger("pyteleport")
 
 # never carried by value: the interpreter and the import system set them up
 _MAIN_SKIP = {"__builtins__", "__loader__", "__spec__"}
@@ -56,12 +53,12 @@ def pack(frame, result: Any, extra_context: Dict[str, Any] = None) -> Payload:
         raise TeleportError(detail or f"cannot serialise the program state: {_pickler._clean(e)}") from None
     context = _context(main, states, extra_context or {})
     payload = Payload(pickle.dumps(context, protocol=4), state_bytes, buffers)
-    if log.isEnabledFor(logging.DEBUG):
-        log.debug("packed %d frames (innermost %s) into %d bytes, %d out-of-band buffers, in %.1f ms",
+    if _log.debug_enabled():
+        _log.debug("packed %d frames (innermost %s) into %d bytes, %d out-of-band buffers, in %.1f ms",
                   len(states), states[-1].where, payload.size, len(buffers),
                   1000 * (time.perf_counter() - started))
         for m in modules:
-            log.debug("carrying module attributes of %s: %s", m, ", ".join(sorted(modules[m])))
+            _log.debug("carrying module attributes of %s: %s", m, ", ".join(sorted(modules[m])))
     return payload
 
 

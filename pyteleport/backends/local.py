@@ -6,19 +6,17 @@ the payload and reports back through two private pipes.
 """
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
 import sys
 from typing import Optional
 
+from .. import _log
 from .._errors import TeleportError
 from .._progress import Progress
 from .._restore import parse_status
 from . import Backend, Target
-
-log = logging.getLogger("pyteleport")
 
 _FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
@@ -93,7 +91,7 @@ class LocalBackend(Backend):
             raise TeleportError(f"local backend: cannot start {self.python!r}: {e.strerror}") from None
         os.close(payload_r)
         os.close(status_w)
-        log.debug("local backend: started pid %d (%s)", proc.pid, self.python)
+        _log.debug("local backend: started pid %d (%s)", proc.pid, self.python)
         return _handoff(proc, payload, payload_w, status_r, f"local backend ({self.python})")
 
 
@@ -120,7 +118,7 @@ def _deliver(proc, payload, payload_w: int, status_r: int, what: str) -> Target:
         line = status.read().decode("utf-8", "replace")
     verdict = parse_status(line)
     if verdict is not None and verdict[0]:
-        log.debug("%s: target %d rebuilt the program; handing over", what, proc.pid)
+        _log.debug("%s: target %d rebuilt the program; handing over", what, proc.pid)
         return LocalTarget(proc)
     code = proc.wait()
     if verdict is not None:
