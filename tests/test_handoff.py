@@ -11,6 +11,8 @@ import subprocess
 import sys
 
 
+import pytest
+
 from progs import describe, run_python, write_program
 
 PRELUDE = """\
@@ -157,3 +159,30 @@ say("not reached")
         proc.kill()
     assert out == "MOVED got SIGTERM\n", (out, err)
     assert proc.returncode == 7, (proc.returncode, err)
+
+
+def test_target_that_never_confirms_is_stopped(tmp_path):
+    # the module's import blocks on the target (a marker file exists by then)
+    (tmp_path / "slowimport.py").write_text(
+        "import os, time\n"
+        "if os.path.exists('target.marker'):\n"
+        "    open('target.started', 'w').write(str(os.getpid()))\n"
+        "    time.sleep(60)\n"
+        "VALUE = 1\n")
+    prog = write_program(tmp_path, PRELUDE + """
+import slowimport
+open("target.marker", "w").close()
+try:
+    pyteleport.teleport(handoff_timeout=1)
+except pyteleport.TeleportError as e:
+    say("ERROR", str(e))
+say("carried on", slowimport.VALUE)
+""")
+    proc = run_python([str(prog)], tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    lines = _lines(proc)
+    assert lines[0].startswith("SAME ERROR ") and "did not confirm" in lines[0], describe(proc)
+    assert lines[1] == "SAME carried on 1", describe(proc)
+    target_pid = int((tmp_path / "target.started").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(target_pid, 0)   # the target was stopped, not left behind

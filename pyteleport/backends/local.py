@@ -7,6 +7,7 @@ the payload and reports back through two private pipes.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from .._progress import Progress
 from .._restore import parse_status
 from . import Backend, Target
 
+DEFAULT_HANDOFF_TIMEOUT = 600.0
 _FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 
@@ -72,12 +74,19 @@ class LocalBackend(Backend):
 
     :param python: interpreter to run (default: this one, ``sys.executable``;
         environment variable ``PYTELEPORT_PYTHON``).
+    :param handoff_timeout: seconds the target may take, once it has the
+        payload, to confirm that it rebuilt the program (default 600;
+        ``PYTELEPORT_HANDOFF_TIMEOUT``); past it the target is stopped and
+        the move fails with the program still running here.
     """
 
     name = "local"
 
-    def __init__(self, python: Optional[str] = None):
+    def __init__(self, python: Optional[str] = None, handoff_timeout: Optional[float] = None):
         self.python = python or os.environ.get("PYTELEPORT_PYTHON") or sys.executable
+        if handoff_timeout is None:
+            handoff_timeout = float(os.environ.get("PYTELEPORT_HANDOFF_TIMEOUT") or DEFAULT_HANDOFF_TIMEOUT)
+        self.handoff_timeout = handoff_timeout
 
     def spawn(self, payload) -> Target:
         payload_r, payload_w = os.pipe()
@@ -92,20 +101,25 @@ class LocalBackend(Backend):
         os.close(payload_r)
         os.close(status_w)
         _log.debug("local backend: started pid %d (%s)", proc.pid, self.python)
-        return _handoff(proc, payload, payload_w, status_r, f"local backend ({self.python})")
+        return _handoff(proc, payload, payload_w, status_r, f"local backend ({self.python})",
+                        self.handoff_timeout)
 
 
-def _handoff(proc, payload, payload_w: int, status_r: int, what: str) -> Target:
-    """Send the payload, then wait for the target's verdict."""
+def _handoff(proc, payload, payload_w: int, status_r: int, what: str, timeout: float) -> Target:
+    """Send the payload, then wait for the target's verdict.  On any failure
+    the target is gone and the signal handlers are as they were."""
     forwarding = _Forwarding(proc)
     try:
-        return _deliver(proc, payload, payload_w, status_r, what)
+        return _deliver(proc, payload, payload_w, status_r, what, timeout)
     except BaseException:
         forwarding.undo()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
         raise
 
 
-def _deliver(proc, payload, payload_w: int, status_r: int, what: str) -> Target:
+def _deliver(proc, payload, payload_w: int, status_r: int, what: str, timeout: float) -> Target:
     progress = Progress(payload.size, "teleport")
     try:
         with open(payload_w, "wb", buffering=0) as out:
@@ -115,6 +129,11 @@ def _deliver(proc, payload, payload_w: int, status_r: int, what: str) -> Target:
     finally:
         progress.close()
     with open(status_r, "rb") as status:
+        ready, _, _ = select.select([status], [], [], timeout)
+        if not ready:
+            raise TeleportError(
+                f"{what}: the target did not confirm the move within {timeout:g} s (it is stopped; "
+                "raise handoff_timeout or PYTELEPORT_HANDOFF_TIMEOUT if rebuilding takes longer)")
         line = status.read().decode("utf-8", "replace")
     verdict = parse_status(line)
     if verdict is not None and verdict[0]:
