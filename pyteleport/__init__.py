@@ -7,11 +7,11 @@ first use.
 from ._errors import TeleportError
 
 __version__ = "0.1.0"
-__all__ = ["teleport", "checkpoint", "TeleportError", "Backend", "task_index"]
+__all__ = ["teleport", "bash_teleport", "checkpoint", "TeleportError", "Backend", "task_index"]
 
 
 def __getattr__(name):
-    if name in ("teleport", "checkpoint"):
+    if name in ("teleport", "bash_teleport", "checkpoint"):
         from . import api
         return getattr(api, name)
     if name == "Backend":

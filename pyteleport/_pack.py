@@ -5,11 +5,9 @@ Any failure here is a :class:`TeleportError` raised before anything is sent.
 """
 from __future__ import annotations
 
-import functools
 import os
 import pickle
 import sys
-import sysconfig
 import time
 import types
 from typing import Any, Dict, List, Tuple
@@ -17,8 +15,11 @@ from typing import Any, Dict, List, Tuple
 from . import _log, _morph, _pickler
 from ._cpython import NULL
 from ._errors import TeleportError
+from ._paths import is_system_path
 from ._payload import Payload
 from ._snapshot import FrameState, capture_chain, capture_suspended
+
+_PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__)) + os.sep
 
 # never carried by value: the interpreter and the import system set them up
 _MAIN_SKIP = {"__builtins__", "__loader__", "__spec__"}
@@ -99,21 +100,6 @@ def _context(main, states: List[FrameState], extra: Dict[str, Any]) -> Dict[str,
     return ctx
 
 
-@functools.lru_cache(maxsize=1)
-def _system_dirs() -> Tuple[str, ...]:
-    dirs = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        try:
-            dirs.add(os.path.realpath(sysconfig.get_path(key)))
-        except KeyError:
-            pass
-    for prefix in {sys.prefix, sys.base_prefix, sys.exec_prefix}:
-        dirs.add(os.path.realpath(prefix))
-    here = os.path.dirname(os.path.realpath(__file__))
-    dirs.add(here)
-    return tuple(d + os.sep for d in dirs)
-
-
 def _is_user_module(name: str, module) -> bool:
     if name in ("__main__", "__mp_main__") or not isinstance(module, types.ModuleType):
         return False
@@ -121,7 +107,8 @@ def _is_user_module(name: str, module) -> bool:
     if not isinstance(path, str):
         return False
     real = os.path.realpath(path)
-    return not real.startswith(_system_dirs())
+    # pyteleport's own modules are imported by the restore entry anyway
+    return not is_system_path(real) and not real.startswith(_PACKAGE_DIR)
 
 
 def _user_module_attrs() -> Dict[str, Dict[str, Any]]:

@@ -31,11 +31,47 @@ def teleport(backend: Union[str, "Backend", None] = None, **options) -> None:
     serialised) or the backend cannot start it; the program then continues
     here, unchanged.
     """
-    from . import backends, _pack
+    _teleport(sys._getframe(1), backend, **options)
+
+
+def bash_teleport(*shell_args: str, other_fn=(), **options) -> None:
+    """:func:`teleport` through a shell command line: the original pyteleport's call.
+
+    ``shell_args`` is the command line that runs the script it is given as
+    its last argument (default ``bash -lc``), e.g.
+    ``bash_teleport("ssh", "node042", "conda activate py39;")``; ``other_fn``
+    lists files to ship to the target; ``options`` are those of the ``bash``
+    backend (``python``, ``setup``, ``cwd``, ``env``, ``ship``, ``detach``).
+    """
+    ship = options.pop("ship", True)
+    if other_fn:
+        extra = [other_fn] if isinstance(other_fn, (str, os.PathLike)) else list(other_fn)
+        ship = extra + (list(ship) if isinstance(ship, (list, tuple)) else [])
+    if shell_args:
+        options["command"] = list(shell_args)
+    _teleport(sys._getframe(1), "bash", ship=ship, **options)
+
+
+def _teleport(frame, backend, **options) -> None:
+    """:func:`teleport` for the caller's ``frame``: the program resumes right
+    after the call that ``frame`` is making."""
+    from . import backends
     if backend is None:
         backend = os.environ.get("PYTELEPORT_BACKEND") or "local"
     impl = backends.get_backend(backend, **options)
-    payload = _pack.pack(sys._getframe(1), None)
+    # a backend may start connecting while the program is packed
+    prepare = getattr(impl, "prepare", None)
+    if prepare is not None:
+        prepare()
+    try:
+        from . import _pack
+        payload = _pack.pack(frame, None)
+    except BaseException:
+        cancel = getattr(impl, "cancel", None)
+        if cancel is not None:
+            cancel()
+        raise
+    del frame
     _flush_std()
     target = impl.spawn(payload)
     code = target.wait()

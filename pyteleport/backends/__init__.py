@@ -15,6 +15,8 @@ from .._errors import TeleportError
 
 _BUILTIN = {
     "local": "pyteleport.backends.local:LocalBackend",
+    "bash": "pyteleport.backends.bash:BashBackend",
+    "ssh": "pyteleport.backends.ssh:SshBackend",
 }
 
 

@@ -8,7 +8,9 @@ tell in which process each line was printed.  ``move`` prints the marker line
 * ``teleport``   calls ``pyteleport.teleport()``;
 * ``checkpoint`` calls ``pyteleport.checkpoint($SCENARIO_CHECKPOINT)``; in the
   source process (return value False) the program stops right there and the
-  harness resumes the payload with ``python -m pyteleport resume PATH``.
+  harness resumes the payload with ``python -m pyteleport resume PATH``;
+* ``bash``, ``ssh`` call ``pyteleport.teleport(backend=MODE, **options)``
+  with the options in ``$SCENARIO_BACKEND_OPTIONS`` (JSON).
 
 ``SCENARIO_MODE`` may be a comma separated list (``teleport,checkpoint``): the
 n-th call of ``move`` uses the n-th entry (the last entry repeats).  The count
@@ -32,6 +34,20 @@ def _next_mode():
     return modes[min(count, len(modes) - 1)]
 
 
+def _backend_options():
+    """Options for the bash and ssh backends, from ``SCENARIO_BACKEND_OPTIONS``
+    (JSON).  The harness's variables go along in ``env``: a shell on the
+    target starts with its own environment."""
+    import json
+
+    options = json.loads(os.environ.get("SCENARIO_BACKEND_OPTIONS", "{}"))
+    env = options.setdefault("env", {})
+    for key in ("SCENARIO_MODE", "SCENARIO_BACKEND_OPTIONS", "PYTHONIOENCODING"):
+        if key in os.environ:
+            env.setdefault(key, os.environ[key])
+    return options
+
+
 def move():
     mode = _next_mode()
     print(MARKER, flush=True)
@@ -44,6 +60,8 @@ def move():
     elif mode == "checkpoint":
         if not pyteleport.checkpoint(os.environ["SCENARIO_CHECKPOINT"]):
             os._exit(0)
+    elif mode in ("bash", "ssh"):
+        pyteleport.teleport(backend=mode, **_backend_options())
     else:
         raise ValueError(f"unknown SCENARIO_MODE entry {mode!r}")
 

@@ -1,0 +1,374 @@
+"""What the ``bash`` and ``ssh`` backends share: a shell command line whose
+stdin and stdout carry the whole move.
+
+The source starts the command (``ssh host ...``, ``bash -lc ...``) with a
+shell script that runs the user's ``setup`` and then a Python with the boot
+program of ``_boot.py`` on its command line.  Then, over the command's stdin
+and stdout:
+
+1. source -> target: the *manifest*: the program's own files, to compare;
+2. target -> source: the *hello* line (after a refusal, a status line instead);
+3. source -> target: the *bundle* of files to ship, then the payload, its
+   context adapted to the target (``_retarget.py``);
+4. target -> source: the status line, once the program is rebuilt;
+5. afterwards (``_forward.py``): the source's stdin and signals as frames to
+   the target's relay, the program's output back; the relay's *exit* line
+   gives the exit code.
+
+Any failure up to step 4 raises :class:`~pyteleport.TeleportError` in the
+source, with the target's own reason, and the program goes on there.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import pickle
+import shlex
+import signal
+import subprocess
+import sys
+import zlib
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Union
+
+from .._errors import TeleportError
+from . import Backend, Target, _boot
+
+if TYPE_CHECKING:
+    from . import _ship
+    from ._channel import Channel
+
+log = logging.getLogger("pyteleport")
+
+_BOOT_CACHE: Dict[str, str] = {}
+
+
+def _boot_source() -> str:
+    """The boot program, compressed for the command line."""
+    if "b64" not in _BOOT_CACHE:
+        with open(_boot.__file__.replace(".pyc", ".py"), "rb") as f:
+            source = f.read()
+        _BOOT_CACHE["b64"] = base64.b64encode(zlib.compress(source, 9)).decode("ascii")
+    return _BOOT_CACHE["b64"]
+
+
+def _stub() -> str:
+    """The ``python -c`` program: refuses another Python version in a syntax
+    any Python understands, then runs the boot program."""
+    major, minor = sys.version_info[:2]
+    return (
+        "import sys\n"
+        f"if sys.version_info[:2] != ({major}, {minor}):\n"
+        "    sys.stdout.write('" + _boot.STATUS.replace("\x1b", "\\x1b") + "ERR this is Python %d.%d (%s), "
+        f"the program runs on Python {major}.{minor}: start a Python {major}.{minor} on the target "
+        "(the backend\\'s python= or setup= options)\\n' % (sys.version_info[0], sys.version_info[1], "
+        "sys.executable))\n"
+        "    sys.exit(2)\n"
+        "import binascii, zlib\n"
+        f"exec(compile(zlib.decompress(binascii.a2b_base64('{_boot_source()}')), '<pyteleport boot>', 'exec'))\n"
+    )
+
+
+def shell_word(word: str) -> str:
+    """Quote ``word`` for a POSIX shell, keeping a leading ``~/`` expandable."""
+    if word.startswith("~/"):
+        return "~/" + shlex.quote(word[2:])
+    return shlex.quote(word)
+
+
+def _shield_signals() -> None:  # pragma: no cover - runs in the child
+    # Ctrl-C and hang-ups at the terminal reach the source, which forwards
+    # them: the command in between (ssh) must not die of them
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        try:
+            proc.kill()
+        except OSError:
+            pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        try:
+            stream.close()
+        except (OSError, AttributeError):
+            pass
+
+
+class StreamBackend(Backend):
+    """Base of the backends that start a shell command line (``bash``, ``ssh``).
+
+    :param python: interpreter on the target (default: the same path as here
+        if it exists there, else ``python3``); it must be the same Python
+        minor version.  A leading ``~/`` is expanded there.
+    :param setup: shell lines run before Python, in the target's shell
+        (``module load python/3.11``, ``conda activate env``, ``cd dir``); a
+        string or a list of lines.  They read no stdin.
+    :param cwd: working directory of the program there (default: the one
+        ``setup`` leaves, which starts as this program's if it exists there).
+    :param env: environment variables to set there (also for the interpreter
+        itself: exported before it starts).
+    :param ship: ``True`` (default): the program's own modules that the
+        target lacks are sent along; ``False``: none; a list of files and
+        folders: those always, and the automatic ones.
+    :param detach: ``False`` (default): this process forwards the standard
+        streams and signals until the program ends there.  ``True``: the
+        program runs on by itself with its output in ``pyteleport-PID.out``
+        and ``.err`` in its working directory there; a string: the path
+        prefix of these two files (``os.devnull``: discard).  This process
+        then exits 0 right after the handoff.
+    """
+
+    name = "?"
+
+    def __init__(self, *, python: Optional[str] = None, setup: Union[str, Sequence[str], None] = None,
+                 cwd: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
+                 ship: Union[bool, Sequence[Union[str, os.PathLike]]] = True,
+                 detach: Union[bool, str] = False):
+        if python is not None and (not isinstance(python, str) or not python):
+            raise TeleportError(f"{self.name} backend: python must be a command name or a path, not {python!r}")
+        if setup is None:
+            setup = ""
+        elif not isinstance(setup, str):
+            setup = "\n".join(str(line) for line in setup)
+        env = dict(env or {})
+        for key, value in env.items():
+            if not (isinstance(key, str) and key.isidentifier() and isinstance(value, str)):
+                raise TeleportError(f"{self.name} backend: env must map variable names to strings "
+                                    f"(got {key!r}: {value!r})")
+        if not (isinstance(ship, bool) or (isinstance(ship, (list, tuple)) and all(
+                isinstance(p, (str, os.PathLike)) for p in ship))):
+            raise TeleportError(f"{self.name} backend: ship must be True, False or a list of paths, not {ship!r}")
+        if not isinstance(detach, (bool, str)):
+            raise TeleportError(f"{self.name} backend: detach must be True, False or an output path prefix")
+        self.python = python
+        self.setup = setup
+        self.cwd = cwd
+        self.env = env
+        self.ship = ship
+        self.detach = detach
+        self._started = None   # (proc, channel, plan, token) between prepare() and spawn()
+
+    # -- what subclasses provide --------------------------------------------
+
+    def argv(self, script: str) -> List[str]:
+        """The argv that runs the POSIX shell ``script`` on the target."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """How error messages name this target (``ssh backend (node042)``)."""
+        return f"{self.name} backend"
+
+    # -- the script ---------------------------------------------------------
+
+    def script(self, offer: str) -> str:
+        lines = [f"cd {shlex.quote(os.getcwd())} 2>/dev/null"]
+        if self.setup.strip():
+            lines.append("{\n" + self.setup + "\n} </dev/null")
+        if self.cwd:
+            lines.append(f"cd {shell_word(str(self.cwd))} || exit 2")
+        for key, value in self.env.items():
+            lines.append(f"export {key}={shlex.quote(value)}")
+        flags = subprocess._args_from_interpreter_flags()
+        tail = " ".join(shlex.quote(a) for a in [*flags, "-c", _stub(), offer])
+        if self.python:
+            lines.append(f"exec {shell_word(self.python)} {tail}")
+        else:
+            lines.append(f"__pyteleport_python={shlex.quote(sys.executable)}")
+            lines.append('[ -x "$__pyteleport_python" ] || __pyteleport_python=python3')
+            lines.append(f'exec "$__pyteleport_python" {tail}')
+        return "\n".join(lines) + "\n"
+
+    # -- the handoff ----------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Start the command line and send the manifest, before the program
+        is packed: the connection and the target's start-up overlap with the
+        packing (``pyteleport.api`` calls this when a backend has it).
+        :meth:`cancel` stops it if the packing fails."""
+        if self._started is not None:
+            return
+        what = self.describe()
+        token = os.urandom(8).hex()
+        offer = {
+            "v": 1,
+            "token": token,
+            "python": list(sys.version_info[:2]),
+            "magic": _magic(),
+            "detach": self.detach,
+        }
+        offer_text = _boot.encode(offer)
+        argv = self.argv(self.script(offer_text))
+        log.debug("%s: starting %s", what, " ".join(shlex.quote(a) for a in argv[:-1]) + " SCRIPT")
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, bufsize=0, preexec_fn=_shield_signals)
+        except OSError as e:
+            raise TeleportError(f"{what}: cannot start {argv[0]!r}: {e.strerror or e}") from None
+        # what the target needs to know comes while it starts up
+        try:
+            from . import _ship
+            from ._channel import Channel
+            ch = Channel(proc)
+            self._started = (proc, ch, None, token)
+            plan = _ship.make_plan(self.ship)
+            self._started = (proc, ch, plan, token)
+            manifest = {"pyteleport": _ship.pyteleport_digest(), "files": plan.offer_files()}
+            data = _boot.encode(manifest).encode("ascii")
+            try:
+                ch.write(len(data).to_bytes(4, "big") + data)
+            except BrokenPipeError:
+                pass   # the target is gone already: its output says why
+        except BaseException:
+            _kill(proc)
+            self._started = None
+            raise
+
+    def cancel(self) -> None:
+        """Stop what :meth:`prepare` started (the program stays here)."""
+        started, self._started = self._started, None
+        if started is not None:
+            _kill(started[0])
+
+    def spawn(self, payload) -> Target:
+        self.prepare()
+        proc, ch, plan, token = self._started
+        self._started = None
+        try:
+            return self._handoff(proc, ch, payload, plan, token, self.describe())
+        except BaseException:
+            _kill(proc)
+            raise
+
+    def _handoff(self, proc, ch: Channel, payload, plan: _ship.Plan, token: str, what: str) -> Target:
+        from .._progress import Progress
+        from .._restore import parse_status
+        from . import _ship
+        from ._forward import DetachedTarget, StreamTarget, _write_all
+        from ._retarget import retarget
+        prelude = bytearray()
+        hello_marker = _boot.HELLO.format(token)
+        hello = None
+        while hello is None:
+            line = ch.readline()
+            if line is None:
+                raise self._died(proc, ch, what, "the target did not start")
+            text = line.decode("utf-8", "surrogateescape")
+            if text.startswith(hello_marker):
+                hello = _boot.decode(text[len(hello_marker):].strip())
+                break
+            verdict = parse_status(text)
+            if verdict is not None:
+                self._finish(proc, ch)
+                raise TeleportError(f"{what}: the target could not resume the program: {verdict[1]}")
+            prelude += line
+        log.debug("%s: target pid %s on %s, Python %s (%s), cwd %s", what, hello["pid"], hello["host"],
+                  hello["version"], hello["executable"], hello["cwd"])
+
+        files, front, roots = self._select(plan, hello, what)
+        ctx = pickle.loads(payload.context)
+        ctx = retarget(ctx, hello, front=front, shipped_roots=roots, env=self.env)
+        moved = type(payload)(pickle.dumps(ctx, protocol=4), payload.state, payload.buffers)
+        progress = Progress(moved.size, "teleport")
+        try:
+            _ship.write_bundle(ch, files)
+            moved.write_to(ch, progress)
+        except BrokenPipeError:
+            pass   # the target stopped reading: its status says why
+        finally:
+            progress.close()
+        del moved, payload
+
+        while True:
+            line = ch.readline()
+            if line is None:
+                raise self._died(proc, ch, what, "the target ended before confirming the move")
+            verdict = parse_status(line.decode("utf-8", "surrogateescape"))
+            if verdict is None:
+                prelude += line   # printed while the program was rebuilt
+                continue
+            if verdict[0]:
+                break
+            self._finish(proc, ch)
+            raise TeleportError(f"{what}: the target could not resume the program: {verdict[1]}")
+
+        log.debug("%s: the program is rebuilt on %s (pid %s); handing over", what, hello["host"], hello["pid"])
+        if self.detach:
+            outputs = hello.get("outputs") or ["?", "?"]
+            ch.close_input()
+            self._finish(proc, ch)
+            _write_all(1, bytes(prelude))
+            _write_all(2, bytes(ch.err_buf))
+            log.info("%s: the program runs on by itself on %s; its output goes to %s and %s",
+                     what, hello["host"], outputs[0], outputs[1])
+            return DetachedTarget()
+        return StreamTarget(ch, bytes(prelude), token, what)
+
+    def _select(self, plan: _ship.Plan, hello: dict, what: str):
+        """Files to send, sys.path entries to put first, shipped roots -> their folder."""
+        from . import _ship
+        ship_dir = hello["ship_dir"]
+        files: List[_ship.ShipFile] = []
+        front: List[str] = []
+        have = hello["have"]
+        missing = [name for name in _boot.PACKAGES if not have.get(name)]
+        for name in missing:
+            files += _ship.package_files(name)
+        if missing:
+            front.append(ship_dir + "/lib")
+            log.debug("%s: shipping %s (the target cannot import %s)", what, ", ".join(missing),
+                      "them" if len(missing) > 1 else "it")
+        if plan.explicit:
+            files += plan.explicit
+            front.append(ship_dir + "/explicit")
+            log.debug("%s: shipping as asked: %s", what, ", ".join(f.src for f in plan.explicit))
+        need = set(hello["need"])
+        roots: Dict[str, str] = {}
+        index = 0
+        for unit in plan.units:
+            unit_indices = range(index, index + len(unit.files))
+            index += len(unit.files)
+            if not any(i in need for i in unit_indices):
+                continue
+            if unit.root not in roots:
+                roots[unit.root] = f"{ship_dir}/r{len(roots)}"
+            prefix = roots[unit.root][len(ship_dir) + 1:]
+            for path, size, mode in unit.files:
+                rel = os.path.relpath(path, unit.root_abs).replace(os.sep, "/")
+                files.append(_ship.ShipFile(path, f"{prefix}/{rel}", size, mode))
+            log.debug("%s: shipping %s (%d files from %s): the target lacks it", what, unit.name,
+                      len(unit.files), unit.root_abs)
+        return files, front, roots
+
+    @staticmethod
+    def _finish(proc, ch: Channel) -> None:
+        """Let a refusing target end (it does right after its status line)."""
+        ch.close_input()
+        ch.drain(timeout=10)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+
+    def _died(self, proc, ch: Channel, what: str, summary: str) -> TeleportError:
+        self._finish(proc, ch)
+        code = proc.returncode
+        reason = ch.stderr_tail()
+        if log.isEnabledFor(logging.DEBUG) and ch.err_buf:
+            log.debug("%s: the target's stderr:\n%s", what, bytes(ch.err_buf).decode("utf-8", "replace"))
+        detail = reason or (f"exit code {code}" if code is not None else "no reason given")
+        if code in (126, 127) and self.python:
+            detail += f" (python={self.python!r}: name an interpreter that exists there)"
+        elif code in (126, 127):
+            detail += " (name an interpreter that exists there with python=, or set PATH in setup=)"
+        return TeleportError(f"{what}: {summary}: {detail}")
+
+
+def _magic() -> str:
+    from importlib.util import MAGIC_NUMBER
+    return MAGIC_NUMBER.hex()
