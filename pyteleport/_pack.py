@@ -25,11 +25,13 @@ _PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__)) + os.sep
 _MAIN_SKIP = {"__builtins__", "__loader__", "__spec__"}
 
 
-def pack(frame, result: Any, extra_context: Dict[str, Any] = None) -> Payload:
+def pack(frame, result: Any, extra_context: Dict[str, Any] = None,
+         at_instruction: bool = False) -> Payload:
     """Everything needed to continue the program at ``frame``'s current call,
-    which returns ``result`` in the resumed process."""
+    which returns ``result`` in the resumed process (with ``at_instruction``:
+    at the instruction ``frame`` is about to execute, see _interrupt)."""
     started = time.perf_counter()
-    states = capture_chain(frame, result)
+    states = capture_chain(frame, result, at_instruction)
     running: Dict[int, Any] = {}
     recipes: Dict[int, tuple] = {}
     chain = _compile_chain(states, running, recipes)

@@ -190,9 +190,11 @@ def _generator_of(frame, outer_stack: list):
     return None
 
 
-def capture_frame(frame, *, inner=None, result=None) -> FrameState:
+def capture_frame(frame, *, inner=None, result=None, at_instruction=False) -> FrameState:
     """Snapshot one frame.  ``inner`` is the frame it is calling (None for the
-    frame that called teleport, whose call returns ``result``)."""
+    frame that called teleport, whose call returns ``result``).  With
+    ``at_instruction`` the frame is about to execute its current instruction
+    (an opcode trace event): it resumes by executing it, with the whole stack."""
     code = frame.f_code
     if code.co_flags & CO_ASYNC:
         raise TeleportError(f"{describe(frame)}: coroutines and async generators cannot be moved yet")
@@ -209,7 +211,10 @@ def capture_frame(frame, *, inner=None, result=None) -> FrameState:
     stack = _cpython.read_slots(frame, len(kinds), readable)
 
     inner_gen = None
-    if inner is None:
+    if at_instruction:
+        stack = _cpython.read_slots(frame, len(kinds), depth)
+        resume = Resume("reexec", index, depth)
+    elif inner is None:
         resume = Resume("result", index, below, pushes, value=result)
     else:
         if inner.f_code.co_flags & CO_GENERATOR:
@@ -300,10 +305,12 @@ def _check_threads():
             f"other live threads: {names}; threads cannot be moved yet: join them before the call")
 
 
-def capture_chain(start, result) -> List[FrameState]:
+def capture_chain(start, result, at_instruction: bool = False) -> List[FrameState]:
     """Snapshot frames from ``start`` (the frame that called teleport) up to
     the ``__main__`` module frame; returns them outermost first, linked by
-    ``.inner``.  ``result`` is what the call in ``start`` returns after the move."""
+    ``.inner``.  ``result`` is what the call in ``start`` returns after the
+    move; with ``at_instruction``, ``start`` is instead about to execute its
+    current instruction and resumes there (see capture_frame)."""
     _check_threads()
     frames = []
     main_index = None
@@ -323,7 +330,8 @@ def capture_chain(start, result) -> List[FrameState]:
     states: List[FrameState] = []
     inner = None
     for frame in frames:   # innermost first
-        state = capture_frame(frame, inner=inner, result=result)
+        state = capture_frame(frame, inner=inner, result=result,
+                              at_instruction=at_instruction and inner is None)
         if states:
             state.inner = states[-1]
         states.append(state)

@@ -107,7 +107,7 @@ def _analyze(code) -> Analysis:
     tags_before: Dict[int, Tags] = {}
     # 3.10's GEN_START pops the value a generator is first resumed with
     start_tags: Tags = ("v",) if instrs[0].opname == "GEN_START" else ()
-    work: List[Tuple[int, Tags]] = [(instrs[0].offset, start_tags)]
+    work: List[Tuple[int, Tags]] = []
     seeded = set()
 
     def push(offset: int, tags: Tags):
@@ -119,6 +119,7 @@ def _analyze(code) -> Analysis:
             raise AnalysisError(
                 f"{code.co_name}: inconsistent stack depth at offset {offset}: {len(known)} vs {len(tags)}")
 
+    push(instrs[0].offset, start_tags)
     while work:
         offset, tags = work.pop()
         ins = instrs[by_offset[offset]]
