@@ -58,8 +58,9 @@ class Payload:
 
     @property
     def size(self) -> int:
-        return (HEADER.size + 32 + 8 + len(self.context) + 8 + len(self.state) + 4
-                + sum(9 + memoryview(b).nbytes for b in self.buffers) + len(TRAILER_MAGIC) + 4)
+        return (HEADER.size + len(_pyteleport_version().encode()) + 8 + len(self.context)
+                + 8 + len(self.state) + 4 + sum(9 + memoryview(b).nbytes for b in self.buffers)
+                + len(TRAILER_MAGIC) + 4)
 
     def write_to(self, out, progress=None) -> None:
         """Stream the payload to ``out`` without copying the buffers."""
@@ -89,8 +90,11 @@ class Payload:
             kind = KIND_BYTES if type(memoryview(b).obj) is bytes else KIND_BYTEARRAY
             put(kind + U64.pack(raw.nbytes))
             put(raw)
-        out.write(TRAILER_MAGIC + U32.pack(crc))
+        trailer = TRAILER_MAGIC + U32.pack(crc)
+        out.write(trailer)
         out.flush()
+        if progress is not None:
+            progress(len(trailer))
 
 
 class Header:

@@ -25,6 +25,9 @@ class Progress:
         if now - self.last < 0.2 and self.done < self.total:
             return
         self.last = now
+        self._show(now)
+
+    def _show(self, now: float) -> None:
         rate = self.done / max(now - self.started, 1e-6) / 2**20
         self.stream.write(f"\r{self.label}: {self.done / 2**20:,.0f} / {self.total / 2**20:,.0f} MiB "
                           f"({100 * self.done / self.total:.0f}%, {rate:,.0f} MiB/s)")
@@ -32,5 +35,6 @@ class Progress:
 
     def close(self) -> None:
         if self.enabled:
+            self._show(time.monotonic())   # the final state, however the last update fell
             self.stream.write("\n")
             self.stream.flush()

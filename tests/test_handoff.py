@@ -186,3 +186,40 @@ say("carried on", slowimport.VALUE)
     target_pid = int((tmp_path / "target.started").read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(target_pid, 0)   # the target was stopped, not left behind
+
+
+PROGRESS_PROGRAM = PRELUDE + """
+big = bytes(80 * 2**20)
+pyteleport.teleport()
+say("moved", len(big))
+"""
+
+
+def test_progress_shown_on_a_terminal(tmp_path):
+    import pty
+    prog = write_program(tmp_path, PROGRESS_PROGRAM)
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, str(prog)], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=slave)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:   # EIO: every writer closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out == b"MOVED moved 83886080\n", (out, seen)
+    text = seen.decode("utf-8", "replace")
+    assert "teleport: " in text and "MiB" in text and "(100%" in text, text
+
+
+def test_no_progress_when_not_a_terminal(tmp_path):
+    prog = write_program(tmp_path, PROGRESS_PROGRAM)
+    proc = run_python([str(prog)], tmp_path)
+    assert proc.returncode == 0 and proc.stdout == "MOVED moved 83886080\n", describe(proc)
+    assert "MiB" not in proc.stderr, describe(proc)
