@@ -55,6 +55,7 @@ class _Template:
 
 _templates: Dict[Any, Tuple[types.CodeType, _Template]] = {}
 PROLOGUE_HEADROOM = 8
+TEMPLATE_CACHE_SIZE = 1024
 
 
 class _Emitter:
@@ -393,6 +394,8 @@ def compile_state(state: FrameState, inner_fn=None, recipes: Dict[int, tuple] = 
         values = _values_only(state, inner_fn)
     else:
         template, values = _build(state, inner_fn)
+        if len(_templates) >= TEMPLATE_CACHE_SIZE:
+            _templates.clear()
         _templates[key] = (state.code, template)
     fills = tuple((ci, values[vi]) for ci, vi in template.positions)
     if state.is_module:

@@ -16,6 +16,7 @@ corrupted file is refused without executing any of it.
 """
 from __future__ import annotations
 
+import os
 import struct
 import sys
 import zlib
@@ -95,6 +96,30 @@ class Payload:
         out.flush()
         if progress is not None:
             progress(len(trailer))
+
+
+def write_file(payload: Payload, path: str, label: str = "payload") -> None:
+    """Write ``payload`` to ``path`` atomically (a private temporary file in
+    the same folder, fsync, rename), with mode 0600.  Raises OSError; the
+    temporary file never stays behind."""
+    import tempfile
+    from ._progress import Progress
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with open(fd, "wb") as f:
+            progress = Progress(payload.size, label)
+            payload.write_to(f, progress)
+            progress.close()
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 class Header:

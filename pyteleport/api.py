@@ -87,31 +87,13 @@ def checkpoint(path: Union[str, os.PathLike]) -> bool:
     written atomically with mode 0600.
     """
     from . import _pack
+    from ._payload import write_file
     payload = _pack.pack(sys._getframe(1), True)
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        write_file(payload, path, f"checkpoint {os.path.basename(path)}")
     except OSError as e:
-        raise TeleportError(f"cannot write checkpoint {path!r}: {e.strerror}") from None
-    try:
-        with open(fd, "wb") as f:
-            from ._progress import Progress
-            progress = Progress(payload.size, f"checkpoint {os.path.basename(path)}")
-            payload.write_to(f, progress)
-            progress.close()
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise TeleportError(f"cannot write checkpoint {path!r}: {e}") from None
-        raise
+        raise TeleportError(f"cannot write checkpoint {path!r}: {e.strerror or e}") from None
     return False
 
 
