@@ -17,6 +17,7 @@ _BUILTIN = {
     "local": "pyteleport.backends.local:LocalBackend",
     "bash": "pyteleport.backends.bash:BashBackend",
     "ssh": "pyteleport.backends.ssh:SshBackend",
+    "mpirun": "pyteleport.backends.mpirun:MpirunBackend",
 }
 
 

@@ -1,0 +1,115 @@
+"""Runs in every MPI rank started by the ``mpirun`` backend.
+
+``python -c '...main()' STAGE N``.  Each rank:
+
+1. tells its rank from the launcher's environment (``PMI_RANK``,
+   ``OMPI_COMM_WORLD_RANK``, ...) and checks the world size against ``N``;
+2. rebuilds the program from ``STAGE/payload`` (the same file for every
+   rank) and writes its verdict to ``STAGE/status.<rank>`` (the restore
+   entry's status line);
+3. waits on the FIFO ``STAGE/go`` until the source has a positive verdict
+   from every rank: one byte ``G`` per rank means go; end of file without it
+   (the source gave up, or is gone) means exit quietly, without running
+   anything of the program, which carries on in the source.
+
+The program sees the environment it had at the move plus what the launch
+changed or added (the launcher's ``PMI_*``/``OMPI_*``/... variables, the
+backend's ``env`` and ``setup``); :func:`pyteleport.task_index` is the rank.
+This module uses the standard library only and imports little: it runs
+before the program in every rank.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional, Tuple
+
+# (rank variable, size variable) of the launchers we know, in lookup order
+RANK_VARIABLES = (
+    ("OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"),   # Open MPI
+    ("PMIX_RANK", None),                                 # PMIx (Open MPI 5, srun --mpi=pmix)
+    ("PMI_RANK", "PMI_SIZE"),                            # MPICH hydra, Intel MPI, MVAPICH
+    ("MV2_COMM_WORLD_RANK", "MV2_COMM_WORLD_SIZE"),      # MVAPICH2 mpirun_rsh
+    ("SLURM_PROCID", "SLURM_NTASKS"),                    # srun
+)
+GO = b"G"
+EXIT_ABORTED = 2
+
+
+def rank_from_env(environ=os.environ) -> Tuple[Optional[int], Optional[int]]:
+    """``(rank, size)`` as the launcher set them; ``(None, None)`` if unknown
+    (``size`` is None when the launcher does not say)."""
+    for rank_var, size_var in RANK_VARIABLES:
+        rank = environ.get(rank_var)
+        if rank is not None and rank.isdigit():
+            size = environ.get(size_var) if size_var else None
+            return int(rank), int(size) if size and size.isdigit() else None
+    return None, None
+
+
+def _refuse(stage: str, name: str, message: str) -> None:
+    """Report a failure before the restore entry runs, and exit."""
+    try:
+        fd = os.open(os.path.join(stage, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, ("\x1b[PYTELEPORT-STATUS] ERR " + message.replace("\n", " ") + "\n").encode())
+        os.close(fd)
+    except OSError:
+        sys.stderr.write(f"pyteleport: {message}\n")
+    os._exit(EXIT_ABORTED)
+
+
+def _wait_for_go(go_fd: int) -> None:
+    """Block until the source commits (returns) or gives up (exits)."""
+    try:
+        data = os.read(go_fd, 1)
+    except OSError:
+        data = b""
+    os.close(go_fd)
+    if data != GO:
+        os._exit(EXIT_ABORTED)
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    stage, expected = argv[0], int(argv[1])
+    launch_env = dict(os.environ)
+    rank, size = rank_from_env(launch_env)
+    if rank is None:
+        names = ", ".join(r for r, _ in RANK_VARIABLES)
+        _refuse(stage, f"status.pid{os.getpid()}",
+                f"cannot tell this process's MPI rank (none of {names} is set): "
+                "is the launcher an MPI launcher?")
+    if (size is not None and size != expected) or rank >= expected:
+        _refuse(stage, f"status.pid{os.getpid()}",
+                f"the launcher started {size if size is not None else 'more than ' + str(expected)} "
+                f"ranks, not n={expected} (is the rank count also set in mpirun_options?)")
+    try:
+        status_fd = os.open(os.path.join(stage, f"status.{rank}"),
+                            os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # a FIFO the source holds open: opened without waiting, read blocking
+        go_fd = os.open(os.path.join(stage, "go"), os.O_RDONLY | os.O_NONBLOCK)
+        os.set_blocking(go_fd, True)
+        stream = open(os.path.join(stage, "payload"), "rb")
+    except OSError as e:
+        _refuse(stage, f"status.pid{os.getpid()}", f"rank {rank}: cannot use the stage directory: {e}")
+
+    from .. import _restore
+    apply_context = _restore._apply_context
+    run = _restore._run
+
+    # The restore entry has no hooks (yet): wrap its context and run steps.
+    def launch_context(ctx: dict) -> None:
+        apply_context(ctx)
+        environ = ctx["environ"]
+        for key, value in launch_env.items():
+            if environ.get(key) != value:
+                os.environ[key] = value
+        _restore.task_index = rank
+
+    def run_when_committed(entry, namespace) -> None:
+        _wait_for_go(go_fd)
+        run(entry, namespace)
+
+    _restore._apply_context = launch_context
+    _restore._run = run_when_committed
+    _restore.restore(stream, status_fd)

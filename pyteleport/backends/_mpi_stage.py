@@ -1,0 +1,117 @@
+"""The source side of the ``mpirun`` backend's handoff: the stage directory.
+
+A private directory (mode 0700) holds what the ranks need and what they
+report:
+
+* ``payload``: the program, written once (mode 0600), read by every rank;
+* ``status.<rank>``: each rank's verdict (the restore entry's status line);
+  ``status.pid<pid>`` for a process that could not tell its rank;
+* ``go``: a FIFO the source holds open.  Once every rank has confirmed, the
+  source writes one byte per rank and closes it (commit); to give up it
+  closes it without writing, and the ranks exit without running anything.
+
+The directory is removed as soon as the handoff is decided either way.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from typing import Dict, Optional, Tuple
+
+from .._errors import TeleportError
+from .._progress import Progress
+from .._restore import parse_status
+from ._mpi_rank import GO
+
+
+class Stage:
+    """The stage directory of one move to ``n`` ranks."""
+
+    def __init__(self, n: int, what: str):
+        self.n = n
+        self.what = what
+        self.path = tempfile.mkdtemp(prefix="pyteleport-mpi-")   # mode 0700
+        try:
+            os.mkfifo(os.path.join(self.path, "go"), 0o600)
+            # read-write: opening never blocks, and the ranks' reads block
+            # until the verdict instead of seeing an early end of file
+            self.go_fd: Optional[int] = os.open(os.path.join(self.path, "go"), os.O_RDWR)
+        except OSError as e:
+            self.remove()
+            raise TeleportError(f"{what}: cannot prepare the stage directory {self.path}: {e}") from None
+
+    def write_payload(self, payload) -> None:
+        path = os.path.join(self.path, "payload")
+        progress = Progress(payload.size, "teleport")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open(fd, "wb") as out:
+                payload.write_to(out, progress)
+        except OSError as e:
+            raise TeleportError(f"{self.what}: cannot write the payload into {self.path}: {e}") from None
+        finally:
+            progress.close()
+
+    def statuses(self) -> Dict[str, Tuple[bool, str]]:
+        """Complete verdicts so far, by status file suffix (rank or ``pid…``)."""
+        found = {}
+        for name in os.listdir(self.path):
+            if not name.startswith("status."):
+                continue
+            try:
+                with open(os.path.join(self.path, name), "rb") as f:
+                    line = f.read().decode("utf-8", "replace")
+            except OSError:
+                continue
+            if not line.endswith("\n"):
+                continue    # still being written
+            verdict = parse_status(line)
+            found[name[len("status."):]] = verdict if verdict is not None else (False, line.strip())
+        return found
+
+    def wait_verdict(self, proc: subprocess.Popen, timeout: float) -> None:
+        """Return once every rank confirmed; raise :class:`TeleportError` at
+        the first refusal, if the launcher ends first, or after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        pause = 0.001
+        while True:
+            code = proc.poll()
+            found = self.statuses()
+            failed = sorted((key, reason) for key, (ok, reason) in found.items() if not ok)
+            if failed:
+                key, reason = failed[0]
+                who = f"rank {key}" if key.isdigit() else "a rank"
+                raise TeleportError(f"{self.what}: {who} could not resume the program: {reason}")
+            if len(found) >= self.n:
+                return
+            if code is not None:
+                raise TeleportError(
+                    f"{self.what}: the launcher exited with code {code} before every rank confirmed "
+                    f"the move ({len(found)} of {self.n} did)")
+            if time.monotonic() > deadline:
+                raise TeleportError(
+                    f"{self.what}: {self.n - len(found)} of {self.n} ranks did not confirm the move "
+                    f"within {timeout:g} s (they are stopped; raise handoff_timeout or "
+                    "PYTELEPORT_HANDOFF_TIMEOUT if starting and rebuilding takes longer)")
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
+    def commit(self) -> None:
+        """Let every rank run the program."""
+        os.write(self.go_fd, GO * self.n)   # n bytes < PIPE_BUF: one atomic write
+        self._close_go()
+
+    def abort(self) -> None:
+        """Tell every rank, present or still starting, to exit."""
+        self._close_go()
+
+    def _close_go(self) -> None:
+        if self.go_fd is not None:
+            os.close(self.go_fd)
+            self.go_fd = None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
