@@ -22,3 +22,15 @@ def debug(msg: str, *args) -> None:
     log = logger()
     if log is not None:
         log.debug(msg, *args)
+
+
+def info(msg: str, *args) -> None:
+    log = logger()
+    if log is not None:
+        log.info(msg, *args)
+
+
+def error(msg: str, *args) -> None:
+    log = logger()
+    if log is not None:
+        log.error(msg, *args)

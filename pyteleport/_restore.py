@@ -92,14 +92,17 @@ class _Unpickler(Unpickler):
         return super().find_class(module, name)
 
 
-def _apply_context(ctx: dict) -> None:
+def _apply_context(ctx: dict, launch_env=None, index=None) -> None:
     global task_index
     os.chdir(ctx["cwd"])
     os.environ.clear()
     os.environ.update(ctx["environ"])
+    for key, value in (launch_env or {}).items():
+        if ctx["environ"].get(key) != value:
+            os.environ[key] = value
     sys.argv[:] = ctx["argv"]
     sys.path[:] = ctx["path"]
-    task_index = ctx.get("task_index")
+    task_index = index if index is not None else ctx.get("task_index")
 
 
 def _new_main(ctx: dict) -> types.ModuleType:
@@ -119,8 +122,20 @@ def _new_main(ctx: dict) -> types.ModuleType:
     return main
 
 
-def restore(stream, status_fd=None) -> None:
-    """Rebuild the program from ``stream`` and run it; does not return normally."""
+def restore(stream, status_fd=None, *, launch_env=None, task_index=None,
+            after_context=None, before_run=None) -> None:
+    """Rebuild the program from ``stream`` and run it; does not return normally.
+
+    Backends that start the target through a launcher (mpirun, Slurm) adjust
+    the restore with:
+    ``launch_env``    variables the launcher set for this process, kept on top
+                      of the program's environment (PMI_*, SLURM_*);
+    ``task_index``    this process's index in a fan-out (rank, array task);
+    ``after_context`` called once the context is restored, before any object
+                      of the program is rebuilt;
+    ``before_run``    called once the source was told the rebuild worked,
+                      right before the program runs.
+    """
     status = _Status(status_fd)
     try:
         _, payload = read(stream)
@@ -132,7 +147,9 @@ def restore(stream, status_fd=None) -> None:
         stream.close()
     try:
         ctx = pickle_loads(payload.context)
-        _apply_context(ctx)
+        _apply_context(ctx, launch_env, task_index)
+        if after_context is not None:
+            after_context()
     except Exception as e:
         _fail(status, f"cannot restore the process context: {type(e).__name__}: {e}")
     main = _new_main(ctx)
@@ -154,6 +171,8 @@ def restore(stream, status_fd=None) -> None:
         _fail(status, f"cannot rebuild the program here: {type(e).__name__}: {e}")
     del payload
     status.send("OK")
+    if before_run is not None:
+        before_run()
     _run(state["chain"][-1], main.__dict__)
 
 

@@ -1,4 +1,5 @@
-"""Fixtures shared by the tests: a private OpenSSH server (see sshd.py)."""
+"""Fixtures shared by the tests: a private OpenSSH server (see sshd.py) and
+the local single-node Slurm (see slurmctl.py)."""
 
 import pytest
 
@@ -13,3 +14,14 @@ def sshd(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """The real single-node Slurm of slurm/, started once (never skipped: a
+    cluster that cannot start fails the test)."""
+    from slurmctl import ensure_cluster
+    try:
+        ensure_cluster()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)

@@ -18,6 +18,7 @@ _BUILTIN = {
     "bash": "pyteleport.backends.bash:BashBackend",
     "ssh": "pyteleport.backends.ssh:SshBackend",
     "mpirun": "pyteleport.backends.mpirun:MpirunBackend",
+    "slurm": "pyteleport.backends.slurm:SlurmBackend",
 }
 
 

@@ -94,22 +94,5 @@ def main(argv=None) -> None:
         _refuse(stage, f"status.pid{os.getpid()}", f"rank {rank}: cannot use the stage directory: {e}")
 
     from .. import _restore
-    apply_context = _restore._apply_context
-    run = _restore._run
-
-    # The restore entry has no hooks (yet): wrap its context and run steps.
-    def launch_context(ctx: dict) -> None:
-        apply_context(ctx)
-        environ = ctx["environ"]
-        for key, value in launch_env.items():
-            if environ.get(key) != value:
-                os.environ[key] = value
-        _restore.task_index = rank
-
-    def run_when_committed(entry, namespace) -> None:
-        _wait_for_go(go_fd)
-        run(entry, namespace)
-
-    _restore._apply_context = launch_context
-    _restore._run = run_when_committed
-    _restore.restore(stream, status_fd)
+    _restore.restore(stream, status_fd, launch_env=launch_env, task_index=rank,
+                     before_run=lambda: _wait_for_go(go_fd))

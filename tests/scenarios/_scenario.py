@@ -10,7 +10,10 @@ tell in which process each line was printed.  ``move`` prints the marker line
   source process (return value False) the program stops right there and the
   harness resumes the payload with ``python -m pyteleport resume PATH``;
 * ``bash``, ``ssh`` call ``pyteleport.teleport(backend=MODE, **options)``
-  with the options in ``$SCENARIO_BACKEND_OPTIONS`` (JSON).
+  with the options in ``$SCENARIO_BACKEND_OPTIONS`` (JSON);
+* ``slurm`` calls ``pyteleport.teleport(backend="slurm", **options)`` with
+  the options in ``$SCENARIO_SLURM_OPTIONS`` (JSON; the job inherits the
+  environment, as sbatch exports it).
 
 ``SCENARIO_MODE`` may be a comma separated list (``teleport,checkpoint``): the
 n-th call of ``move`` uses the n-th entry (the last entry repeats).  The count
@@ -62,6 +65,10 @@ def move():
             os._exit(0)
     elif mode in ("bash", "ssh"):
         pyteleport.teleport(backend=mode, **_backend_options())
+    elif mode == "slurm":
+        import json
+
+        pyteleport.teleport(backend="slurm", **json.loads(os.environ.get("SCENARIO_SLURM_OPTIONS", "{}")))
     else:
         raise ValueError(f"unknown SCENARIO_MODE entry {mode!r}")
 

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""The slurm backend's figures, each against a baseline from the same run.
+
+    python benchmarks/bench_slurm.py           # 5 repeats, 1 GiB of state
+    python benchmarks/bench_slurm.py --quick   # 3 repeats, 64 MiB
+
+Needs the local cluster of ``slurm/`` (started if it is not up; root).
+Runs with the interpreter running this script, this repository first on
+``PYTHONPATH``.
+
+1. **First line.**  A script calls ``teleport(backend="slurm", wait=True)``
+   and prints ``time.time()`` right after; figure: from just before the call
+   to that line.  Baseline: from just before ``sbatch --wrap "PYTHON -c
+   'import time; print(time.time())'"`` to the time that job prints.  Goal:
+   within 1.2x + 0.5 s of the baseline.
+2. **Snapshot and requeue.**  A job (``requeue=True``) holds a NumPy array of
+   SIZE bytes in a busy loop; ``scancel --batch --signal=USR2``; figure: from
+   the signal until the snapshot is in the stage directory and the job has
+   been requeued.  Baseline: writing SIZE bytes to the stage directory (with
+   fsync).  Goal: under 1.3x the baseline.  The requeued job is cancelled.
+
+Figures are medians.  No assertions; an unmet goal prints MISS.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, "tests"))
+
+FIRST_LINE = """\
+import os, sys, time
+import pyteleport
+t0 = time.time()
+pyteleport.teleport(backend="slurm", wait=True, stage_dir=sys.argv[1], output=sys.argv[1] + "/o-%j", error=sys.argv[1] + "/e-%j")
+print("T", t0, time.time(), flush=True)
+"""
+
+HOLDER = """\
+import os, sys, time
+import numpy as np
+import pyteleport
+pyteleport.teleport(backend="slurm", wait=False, requeue=True, grace=60, stage_dir=sys.argv[1],
+                    output=sys.argv[1] + "/o-%j", error=sys.argv[1] + "/e-%j")
+data = np.ones(int(sys.argv[2]), dtype=np.uint8)
+print("ready", flush=True)
+while True:
+    for i in range(1000):
+        pass
+"""
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def first_line(work: str) -> float:
+    prog = os.path.join(work, "first.py")
+    with open(prog, "w") as f:
+        f.write(FIRST_LINE)
+    out = subprocess.run([sys.executable, prog, work], capture_output=True, text=True,
+                         env=_env(), cwd=work, check=True).stdout
+    _, t0, t1 = out.split()
+    return float(t1) - float(t0)
+
+
+def sbatch_wrap(work: str) -> float:
+    t0 = time.time()
+    job = subprocess.run(["sbatch", "--parsable", f"--output={work}/w-%j",
+                          "--wrap", f"{sys.executable} -c 'import time; print(time.time())'"],
+                         capture_output=True, text=True, check=True, cwd=work).stdout.strip()
+    path = os.path.join(work, f"w-{job}")
+    while True:
+        try:
+            with open(path) as f:
+                text = f.read()
+            if text.endswith("\n"):
+                return float(text) - t0
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.005)
+
+
+def _job_fields(job: str) -> dict:
+    out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True).stdout
+    return dict(tok.partition("=")[::2] for tok in out.split() if "=" in tok)
+
+
+def snapshot_requeue(work: str, size: int) -> float:
+    prog = os.path.join(work, "holder.py")
+    with open(prog, "w") as f:
+        f.write(HOLDER)
+    stage = tempfile.mkdtemp(dir=work)
+    err = subprocess.run([sys.executable, prog, stage, str(size)], capture_output=True, text=True,
+                         env=_env(), cwd=work, check=True).stderr
+    job = err.rsplit("submitted batch job", 1)[1].split()[0]
+    out = os.path.join(stage, f"o-{job}")
+    while not (os.path.exists(out) and "ready" in open(out).read()):
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    subprocess.run(["scancel", "--batch", "--signal=USR2", job], check=True)
+    while _job_fields(job).get("Restarts") != "1":
+        time.sleep(0.01)
+    elapsed = time.monotonic() - t0
+    subprocess.run(["scancel", job])
+    return elapsed
+
+
+def write_baseline(work: str, size: int) -> float:
+    path = os.path.join(work, "blob")
+    block = b"\1" * (1 << 24)
+    t0 = time.monotonic()
+    with open(path, "wb") as f:
+        left = size
+        while left > 0:
+            f.write(block[:min(left, len(block))])
+            left -= len(block)
+        f.flush()
+        os.fsync(f.fileno())
+    elapsed = time.monotonic() - t0
+    os.unlink(path)
+    return elapsed
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    repeats, size = (3, 64 << 20) if a.quick else (5, 1 << 30)
+    from slurmctl import ensure_cluster
+    ensure_cluster()
+    with tempfile.TemporaryDirectory(prefix="bench-slurm-", dir=os.getcwd()) as work:
+        fl, base = [], []
+        for _ in range(repeats):
+            fl.append(first_line(work))
+            base.append(sbatch_wrap(work))
+        f, b = statistics.median(fl), statistics.median(base)
+        goal = 1.2 * b + 0.5
+        print(f"first line after teleport(): {f * 1000:.0f} ms; sbatch --wrap python: {b * 1000:.0f} ms; "
+              f"goal <= {goal * 1000:.0f} ms {'ok' if f <= goal else 'MISS'}")
+        sn, wb = [], []
+        for _ in range(max(1, repeats - 2)):
+            sn.append(snapshot_requeue(work, size))
+            wb.append(write_baseline(work, size))
+        s, w = statistics.median(sn), statistics.median(wb)
+        print(f"snapshot + requeue of {size >> 20} MiB: {s:.2f} s; writing {size >> 20} MiB with fsync: "
+              f"{w:.2f} s; goal <= {1.3 * w:.2f} s {'ok' if s <= 1.3 * w else 'MISS'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
