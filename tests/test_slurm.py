@@ -5,7 +5,8 @@ Few and fast: a differential scenario and exit codes with ``wait=True``,
 ``wait=False`` with the output in the job's file, partition selection, an
 array job, the handoff failures (sbatch refuses, the job cannot start
 Python) with the program carrying on, and a job that survives a time-limit
-warning signal mid-loop with the output of an uninterrupted run.
+warning mid-loop with the output of an uninterrupted run: once sent with
+``scancel --batch --signal``, once by Slurm itself at a real ``--time`` limit.
 """
 import json
 import os
@@ -202,4 +203,47 @@ def test_time_limit_signal_requeues_and_resumes(tmp_path):
     assert out == reference.stdout, (out, err)
     fields = wait_job_done(ids[0])
     assert fields["Restarts"] == "1", fields
+    assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
+
+
+SLOW_LOOP = PRELUDE + """
+import time
+STEP = float(os.environ.get("TEST_STEP_SECONDS", "0"))
+if os.environ.get("TEST_SLURM_MOVE") == "1":
+    pyteleport.teleport(backend="slurm", **OPTIONS)
+total, squares = 0, {}
+for i in range(90):
+    squares[i] = i * i
+    total += squares[i]
+    print("step", i, total, flush=True)
+    t = time.time()
+    while time.time() - t < STEP:     # busy: the warning lands mid-loop, in Python code
+        pass
+print("done", total, sum(squares.values()), flush=True)
+"""
+
+
+def test_real_time_limit_requeues_and_resumes(tmp_path):
+    """Slurm's own time-limit warning (--time=1 min, --signal=B:USR2@55): the
+    work takes ~45 s, longer than the latest the warning can come (slurmctld
+    checks limits about every 30 s), so the job is interrupted at least once,
+    wherever it is, and must still print what an uninterrupted run prints."""
+    prog = write_program(tmp_path, SLOW_LOOP)
+    reference = run_python([prog], tmp_path)          # STEP 0: same output, no waiting
+    assert reference.returncode == 0, describe(reference)
+    name = f"ptl-time-{os.getpid()}-{time.monotonic_ns()}"
+    env = dict(os.environ, PYTHONIOENCODING="utf-8", TEST_SLURM_MOVE="1", TEST_STEP_SECONDS="0.5",
+               **_env(tmp_path, wait=True, requeue=True, time="00:01:00", grace=55,
+                      max_restarts=6, job_name=name))
+    proc = subprocess.run([sys.executable, str(prog)], cwd=tmp_path, env=env, text=True,
+                          capture_output=True, timeout=420)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout == reference.stdout, describe(proc)
+    job = re.search(r"batch job (\d+)", proc.stderr)
+    ids = [job.group(1)] if job else subprocess.run(
+        ["squeue", "-h", "-t", "all", "-o", "%i", "--name", name], capture_output=True,
+        text=True).stdout.split()
+    assert ids, describe(proc)
+    fields = wait_job_done(ids[0])
+    assert int(fields["Restarts"]) >= 1, fields
     assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
