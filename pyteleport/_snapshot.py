@@ -67,18 +67,25 @@ class FrameState:
     inner_generator: Any = None
 
 
-def _read_frame(frame, lasti: int):
-    """Locals, cells and the static analysis of ``frame`` at ``lasti``."""
-    code = frame.f_code
-    kinds = _cpython.local_kinds(code)
+def _read_variables(frame):
+    """Slot layout, bound plain locals and cell objects of ``frame``."""
+    kinds = _cpython.local_kinds(frame.f_code)
     raw = _cpython.read_slots(frame, 0, len(kinds))
     locals_, cells = {}, {}
     for (name, kind), value in zip(kinds, raw):
-        if kind == "local":
-            if value is not NULL:
-                locals_[name] = value
-        elif value is not NULL:
-            cells[name] = value
+        if value is not NULL:
+            (locals_ if kind == "local" else cells)[name] = value
+    return kinds, locals_, cells
+
+
+def _read_blocks(frame) -> list:
+    return _cpython.read_blocks(frame) if OPS.exception_model == "blocks" else []
+
+
+def _read_frame(frame, lasti: int):
+    """Locals, cells and the static analysis of ``frame`` at ``lasti``."""
+    code = frame.f_code
+    kinds, locals_, cells = _read_variables(frame)
     try:
         analysis = analyze(code)
     except AnalysisError as e:
@@ -205,14 +212,13 @@ def capture_frame(frame, *, inner=None, result=None, at_instruction=False) -> Fr
     below = depth + stack_effect(ins, jump=False) - pushes   # items the instruction leaves alone
     link = _cpython.call_link(inner, frame) if inner is not None else "inline"
     stack_alive = link == "c"
-    readable = depth if stack_alive else below
-    if ins.opname in OPS.gen_send_ops:
+    readable = depth if stack_alive or at_instruction else below
+    if ins.opname in OPS.gen_send_ops and not at_instruction:
         readable = min(readable, depth - 1)   # the sent value was handed over
     stack = _cpython.read_slots(frame, len(kinds), readable)
 
     inner_gen = None
     if at_instruction:
-        stack = _cpython.read_slots(frame, len(kinds), depth)
         resume = Resume("reexec", index, depth)
     elif inner is None:
         resume = Resume("result", index, below, pushes, value=result)
@@ -236,8 +242,7 @@ def capture_frame(frame, *, inner=None, result=None, at_instruction=False) -> Fr
     return FrameState(
         code=code, where=describe(frame), is_module=_is_module_code(code), globals=frame.f_globals,
         locals=locals_, cells=cells, stack=stack[:resume.keep], tags=tags[:resume.keep],
-        blocks=_cpython.read_blocks(frame) if OPS.exception_model == "blocks" else [],
-        resume=resume, inner_generator=inner_gen if resume.kind == "reexec" else None,
+        blocks=_read_blocks(frame), resume=resume, inner_generator=inner_gen if resume.kind == "reexec" else None,
     )
 
 
@@ -247,31 +252,24 @@ def capture_suspended(gen) -> FrameState:
     state = inspect.getgeneratorstate(gen)
     code = frame.f_code
     if state == inspect.GEN_CREATED:
-        kinds = _cpython.local_kinds(code)
-        raw = _cpython.read_slots(frame, 0, len(kinds))
-        locals_ = {n: v for (n, k), v in zip(kinds, raw) if k == "local" and v is not NULL}
-        cells = {n: v for (n, k), v in zip(kinds, raw) if k != "local" and v is not NULL}
+        _, locals_, cells = _read_variables(frame)
         # 3.11+ (before MAKE_CELL ran) a cell-argument slot still holds the plain value
         for name in list(cells):
             if name in code.co_cellvars and not isinstance(cells[name], types.CellType):
                 locals_[name] = cells.pop(name)
         return FrameState(code, describe(frame), False, frame.f_globals, locals_, cells,
                           [], (), [], Resume("start", 0, 0))
-    lasti = frame.f_lasti
-    kinds, locals_, cells, analysis, index, tags = _read_frame(frame, lasti)
-    ins = analysis.instructions[index]
+    kinds, locals_, cells, analysis, index, _ = _read_frame(frame, frame.f_lasti)
     if not OPS.suspended_lasti_at_yield:
         index -= 1  # f_lasti points after the yield: step back onto it
-        ins = analysis.instructions[index]
-    depth_after_yield = len(analysis.tags_before.get(ins.offset, ())) - (1 if ins.opname == "YIELD_VALUE" else 0)
-    if ins.opname == "YIELD_VALUE":
-        keep = depth_after_yield
-        tags = analysis.tags_before[ins.offset][:keep]
-    else:  # 3.9/3.10 suspended in YIELD_FROM: f_lasti is the instruction before it
-        keep = len(analysis.tags_before[analysis.instructions[index + 1].offset]) - 1
-        tags = analysis.tags_before[analysis.instructions[index + 1].offset][:keep]
+    # the instruction that yielded: YIELD_VALUE, or (3.9/3.10, suspended in
+    # YIELD_FROM) the one after f_lasti; its last operand is the value it sent out
+    at = index if analysis.instructions[index].opname == "YIELD_VALUE" else index + 1
+    tags_at = analysis.tags_before[analysis.instructions[at].offset]
+    keep = len(tags_at) - 1
+    tags = tags_at[:keep]
     stack = _cpython.read_slots(frame, len(kinds), keep)
-    blocks = _cpython.read_blocks(frame) if OPS.exception_model == "blocks" else []
+    blocks = _read_blocks(frame)
     return FrameState(code, describe(frame), False, frame.f_globals, locals_, cells,
                       stack, tags, blocks, Resume("yield", index, keep),
                       handled=[None] * _count_handlers(tags, blocks))
