@@ -154,11 +154,35 @@ say("not reached")
     try:
         assert proc.stdout.readline() == "MOVED ready\n"
         proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=20)
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            state = {pid: _signal_state(pid) for pid in [proc.pid, *_children(proc.pid)]}
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"no exit 20 s after SIGTERM: {state} {out!r} {err!r}") from None
     finally:
         proc.kill()
     assert out == "MOVED got SIGTERM\n", (out, err)
     assert proc.returncode == 7, (proc.returncode, err)
+
+
+def _children(pid):
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _signal_state(pid):
+    """What a hung process is doing with signals, for the failure message."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            fields = dict(line.split(":", 1) for line in f if ":" in line)
+        with open(f"/proc/{pid}/wchan") as f:
+            wchan = f.read()
+    except OSError as e:
+        return str(e)
+    keep = ("State", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+    return {**{k: fields[k].strip() for k in keep}, "wchan": wchan}
 
 
 def test_target_that_never_confirms_is_stopped(tmp_path):

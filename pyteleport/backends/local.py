@@ -18,6 +18,7 @@ from .._errors import TeleportError
 from .._progress import Progress
 from .._restore import parse_status
 from . import Backend, Target
+from ._wakeup import wait_process
 
 DEFAULT_HANDOFF_TIMEOUT = 600.0
 _FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
@@ -65,7 +66,7 @@ class LocalTarget(Target):
         self.proc = proc
 
     def wait(self) -> int:
-        code = self.proc.wait()
+        code = wait_process(self.proc)
         return 128 - code if code < 0 else code
 
 
