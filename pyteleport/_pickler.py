@@ -3,8 +3,9 @@
 - generators (running ones in the moved chain, suspended ones anywhere) become
   morph generators that continue where they were;
 - morphs travel as their template (once) and each frame's values;
-- files open for reading are reopened by path at the same position; the
-  standard streams map to the target's own; files open for writing refuse;
+- files open for reading are reopened by path at the same position, files
+  open for writing too (flushed here, never truncated there); the
+  standard streams map to the target's own;
 - modules and module namespaces travel by reference;
 - large ``bytes``/``bytearray`` (and NumPy arrays, through their own protocol 5
   support) travel as out-of-band buffers, never copied into the pickle.
@@ -19,7 +20,9 @@ from __future__ import annotations
 import inspect
 import io
 import marshal
+import os
 import pickle
+import stat
 import sys
 import types
 from typing import Callable, Dict, List, Tuple
@@ -209,8 +212,7 @@ def _reduce_file(f):
     if not isinstance(name, str):
         raise _Refusal(f"file object {f!r} has no path and cannot be reopened on the target")
     if any(c in mode for c in "wax+"):
-        raise _Refusal(f"file {name!r} is open for writing (mode {mode!r}): writing files "
-                       f"cannot be moved yet; close it before the move and reopen it after")
+        return _reduce_writable_file(f, name, mode)
     try:
         position = f.tell()
     except OSError as e:
@@ -221,6 +223,35 @@ def _reduce_file(f):
     return _rebuild.reopen, (name, mode, position, getattr(f, "encoding", None) if text else None,
                              getattr(f, "errors", None) if text else None,
                              None if not text else _newline(f), buffering)
+
+
+def _reduce_writable_file(f, name: str, mode: str):
+    """A file open for writing: flushed now, reopened on the target without
+    truncation, at the same position; the target checks it is the same file
+    as it was here (see :func:`_rebuild.reopen_for_writing`)."""
+    try:
+        f.flush()
+        position = f.tell()
+        here = os.fstat(f.fileno())
+    except (OSError, ValueError) as e:
+        raise _Refusal(f"file {name!r} is open for writing (mode {mode!r}) and cannot be flushed "
+                       f"or tell its position ({e})") from None
+    if name == os.devnull:
+        return _rebuild.reopen_devnull, (mode,)
+    try:
+        by_name = os.stat(name)
+    except OSError:
+        by_name = None
+    if not stat.S_ISREG(here.st_mode) or by_name is None or \
+            (by_name.st_dev, by_name.st_ino) != (here.st_dev, here.st_ino):
+        what = "is not a regular file" if not stat.S_ISREG(here.st_mode) else \
+            "no longer has this path (renamed, deleted or the directory changed)"
+        raise _Refusal(f"file {name!r} is open for writing (mode {mode!r}) but {what}, so it "
+                       "cannot be reopened on the target; close it before the move")
+    text = isinstance(f, io.TextIOBase)
+    return _rebuild.reopen_for_writing, (
+        name, mode, position, here.st_size, here.st_mtime_ns,
+        getattr(f, "encoding", None) if text else None, getattr(f, "errors", None) if text else None)
 
 
 def _newline(f):

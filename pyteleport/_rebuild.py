@@ -128,6 +128,46 @@ def reopen(path, mode, position, encoding, errors, newline, buffering):
     return f
 
 
+def reopen_for_writing(path, mode, position, size, mtime_ns, encoding, errors):
+    """A file that was open for writing, reopened without truncating it.
+
+    Only the very file the program had is reopened: it must exist here with
+    the size and modification time it had at the move (the same file, or a
+    copy on a shared file system that nothing changed since); otherwise
+    writing at the old position could overwrite what it holds now.  Files
+    open for appending only need to exist: appends go to the end anyway.
+    """
+    append = "a" in mode
+    try:
+        now = os.stat(path)
+    except OSError:
+        raise FileNotFoundError(
+            f"file {path!r} was open for writing in the program but does not exist here") from None
+    if not append and (now.st_size, now.st_mtime_ns) != (size, mtime_ns):
+        raise FileExistsError(
+            f"file {path!r} was open for writing at offset {position} in the program and has "
+            f"changed since (size {now.st_size}, was {size}): it is not reopened, so that "
+            "nothing in it is overwritten; restore the file or resume where it is unchanged")
+    flags = (os.O_RDWR if "+" in mode else os.O_WRONLY) | (os.O_APPEND if append else 0)
+    # an open descriptor: open() truncates only files it opens by name
+    fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    kwargs = {} if "b" in mode else {"encoding": encoding, "errors": errors}
+    try:
+        f = open(fd, mode, **kwargs)
+    except BaseException:
+        os.close(fd)
+        raise
+    raw = f.buffer.raw if "b" not in mode else getattr(f, "raw", f)
+    raw.name = path
+    if not append:
+        f.seek(position)
+    return f
+
+
+def reopen_devnull(mode):
+    return open(os.devnull, mode)
+
+
 def closed_file(path, mode):
     """A closed file object of the same kind (its path is not touched)."""
     f = open(os.devnull, mode)

@@ -2,6 +2,7 @@
 sent, with a message naming the frame and the reason; the program carries on."""
 
 import json
+import os
 import re
 
 import pytest
@@ -102,12 +103,12 @@ say("DONE")
 def write_log(path):
     fw = open(path, "w")
     fw.write("keep me\\n")
-    fw.flush()
+    os.rename(path, path + ".renamed")   # the object no longer has a path to reopen by
     try:
         {MOVE}
     except pyteleport.TeleportError as exc:
         report(exc)
-    with open(path) as check:
+    with open(path + ".renamed") as check:
         say("CONTENT", json.dumps(check.read()))
     fw.close()
 
@@ -228,8 +229,46 @@ def test_file_open_for_writing(tmp_path, api):
     assert re.search(r"\bfw\b", message), message + info
     assert "write_log" in message, message + info
     assert f"prog.py:{line_of(prog, '# MOVE')}" in message, message + info
+    assert "no longer has this path" in message, message + info
     assert re.search(r'\bCONTENT "keep me\\n"$', proc.stdout, flags=re.M), info
-    assert (tmp_path / "out.log").read_text() == "keep me\n", info
+    assert (tmp_path / "out.log.renamed").read_text() == "keep me\n", info
+
+
+WRITER = """\
+import sys
+import pyteleport
+
+out = open(sys.argv[2], "w")
+out.write("before\\n")
+if pyteleport.checkpoint(sys.argv[1]):
+    out.write("after\\n")
+    print("RESUMED", flush=True)
+"""
+
+
+@pytest.mark.parametrize("change", ["appended", "deleted"])
+def test_resume_refuses_a_written_file_that_changed(tmp_path, change):
+    """A file open for writing at the checkpoint is reopened only if nothing
+    changed it since: writing at the old offset could overwrite new data."""
+    prog = write_program(tmp_path, WRITER)
+    payload, out = tmp_path / "state.bin", tmp_path / "out.txt"
+    proc = run_python([prog, payload, out], tmp_path)
+    assert proc.returncode == 0 and out.read_text() == "before\n", describe(proc)
+    if change == "appended":
+        with open(out, "a") as f:
+            f.write("written by someone else\n")
+    else:
+        out.unlink()
+    proc = run_python(["-m", "pyteleport", "resume", payload], tmp_path)
+    assert proc.returncode == 2, describe(proc)
+    assert proc.stdout == "", describe(proc)
+    [line] = proc.stderr.splitlines()
+    assert repr(str(out)) in line, line
+    assert ("has changed since" if change == "appended" else "does not exist here") in line, line
+    if change == "appended":
+        assert out.read_text() == "before\nwritten by someone else\n"
+    else:
+        assert not out.exists()
 
 
 def test_teleport_works_once_the_thread_is_gone(tmp_path):

@@ -116,6 +116,10 @@ def test_open_files():
     assert_differential("s16_files.py", args=["{tmp}"])
 
 
+def test_files_open_for_writing():
+    assert_differential("s22_write_files.py", args=["{tmp}"])
+
+
 def test_two_moves_in_a_row():
     results = assert_differential(
         "s17_multi_move.py",
