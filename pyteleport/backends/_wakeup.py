@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import select
-import signal
-import subprocess
-from typing import Optional
+import _signal as signal   # the C module: signal.py builds enums at import time
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 class Wakeup:
@@ -40,9 +42,9 @@ class Wakeup:
         os.close(self._w)
 
 
-def wait_process(proc: subprocess.Popen) -> int:
-    """``proc.wait()``, with signal handlers running as soon as a signal
-    arrives."""
+def wait_process(proc) -> int:
+    """``proc.wait()`` (``proc`` a ``subprocess.Popen`` or a ``_spawn.Child``),
+    with signal handlers running as soon as a signal arrives."""
     pidfd = _pidfd(proc.pid)
     try:
         with Wakeup() as wake:
