@@ -20,6 +20,8 @@ from .._restore import parse_status
 from . import Backend, Target, _slurm_cli
 from . import _slurm_options as opts
 from ._slurm_follow import Follower
+from ._slurm_resubmit import entry_args as protect_args
+from ._slurm_signals import forward_signals
 from ._slurm_stage import job_script, make_stage, remove_stage, stage_payload
 
 
@@ -38,14 +40,17 @@ class SlurmTarget(Target):
         self.stage = stage
 
     def wait(self) -> int:
-        follower = Follower(self.job_id)
-        while True:
-            try:
-                code = follower.run()
-                break
-            except KeyboardInterrupt:
-                if _confirm_cancel(self.job_id):
-                    _slurm_cli.cancel(self.job_id)
+        follower = Follower(self.job_id, self.stage)
+        with forward_signals(follower.job_ids):
+            while True:
+                try:
+                    code = follower.run()
+                    break
+                except KeyboardInterrupt:
+                    jobs = follower.job_ids()
+                    if jobs and _confirm_cancel(",".join(jobs)):
+                        for job in jobs:
+                            _slurm_cli.cancel(job)
         _finish_stage(self.stage)
         return code
 
@@ -152,7 +157,7 @@ class SlurmBackend(Backend):
             restarts = int(max_restarts if max_restarts is not None
                            else opts.env_default("max_restarts") or opts.DEFAULT_MAX_RESTARTS)
             self.args += ["--requeue", f"--signal=B:{sig}@{grace}", "--open-mode=append"]
-            self.entry_args = ["--protect", sig, str(restarts)]
+            self.entry_args = protect_args(sig, restarts, grace, 0, None, False)
         job_files = "%A_%a" if array is not None else "%j"
         if self.wait and not opts.given(self.args, "output") and not opts.given(self.args, "error"):
             # separate files, so that the job's stderr goes to the source's stderr
