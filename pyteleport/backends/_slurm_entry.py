@@ -67,6 +67,24 @@ def _parse(argv):
     return stage, opts
 
 
+def _await_payload(stage: str, payload: str, ckpt: str, timeout: float = 600) -> None:
+    """Wait until the source has staged the payload (it submits the job
+    first, then packs the program); end quietly if the move was called off
+    (the stage is gone) and with an error after ``timeout`` seconds."""
+    import time
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while not (os.path.exists(payload) or os.path.exists(ckpt)):
+        if not os.path.isdir(stage):
+            sys.exit(0)
+        if time.monotonic() > deadline:
+            sys.stderr.write(f"pyteleport: no payload in {stage} after {timeout:g} s: the "
+                             "program that submitted this job did not stage it (it ended?)\n")
+            sys.exit(2)
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 def _exit_status(code) -> int:
     """The process exit status ``SystemExit(code)`` gives."""
     if code is None:
@@ -82,8 +100,11 @@ def main(argv=None) -> None:
     tag = index or "0"
     ckpt = os.path.join(stage, f"ckpt.{tag}")
     payload = os.path.join(stage, f"payload.{tag}")
+    status = os.path.join(stage, f"status.{tag}")
+    if not os.path.exists(ckpt) and not os.path.exists(status):
+        _await_payload(stage, payload, ckpt)       # the job was submitted before the move
     try:
-        status_fd = os.open(os.path.join(stage, f"status.{tag}"),
+        status_fd = os.open(status,
                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     except OSError as e:
         sys.stderr.write(f"pyteleport: cannot write into the stage directory {stage}: {e.strerror}\n")

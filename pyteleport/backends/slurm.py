@@ -165,11 +165,13 @@ class SlurmBackend(Backend):
         if not opts.given(self.args, "job-name"):
             self.args.append(f"--job-name={os.path.basename(sys.argv[0] or 'python') or 'python'}")
         _slurm_cli.api_choice()
+        self._submitted: Optional[tuple] = None     # (job id, stage) once prepare() submitted
 
-    def spawn(self, payload) -> Target:
+    def prepare(self) -> None:
+        """Submit the job before the program is packed: Slurm schedules and
+        starts it meanwhile, and its entry waits for the payload."""
         stage = make_stage(self.stage_dir)
         try:
-            stage_payload(stage, payload, self.tasks)
             entry_args = self.entry_args + ([] if self.wait else ["--detached"])
             script = job_script(self.python, stage, self.setup, entry_args)
             job_id = _slurm_cli.submit(self.args, script)
@@ -177,6 +179,27 @@ class SlurmBackend(Backend):
             remove_stage(stage)
             raise
         _log.debug("slurm backend: job %s, stage %s, sbatch %s", job_id, stage, " ".join(self.args))
+        self._submitted = (job_id, stage)
+
+    def cancel(self) -> None:
+        """The program could not be packed: cancel the job, remove the stage."""
+        if self._submitted is not None:
+            job_id, stage = self._submitted
+            self._submitted = None
+            _log.info("slurm backend: cancelling job %s (the program was not moved)", job_id)
+            _slurm_cli.cancel(job_id)
+            remove_stage(stage)
+
+    def spawn(self, payload) -> Target:
+        if self._submitted is None:
+            self.prepare()
+        job_id, stage = self._submitted
+        try:
+            stage_payload(stage, payload, self.tasks)
+        except BaseException:
+            self.cancel()
+            raise
+        self._submitted = None
         _announce(job_id, self.wait)
         if not self.wait:
             return DetachedTarget()
