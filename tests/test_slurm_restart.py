@@ -51,7 +51,8 @@ def _wait_text(path, text: str, timeout: float = 60) -> None:
 
 
 def _jobs_named(name: str) -> list:
-    return sorted(sh("squeue", "-h", "-t", "all", "--name", name, "-o", "%i").split(), key=int)
+    ids = sh("squeue", "-h", "-t", "all", "--name", name, "-o", "%i").split()
+    return sorted(ids, key=lambda i: [int(p) for p in i.split("_")])
 
 
 def _wait_jobs(name: str, count: int, timeout: float = 60) -> list:
@@ -245,3 +246,55 @@ sys.exit(Follower(sys.argv[1], sys.argv[2]).run())
     assert gone.returncode == 1, describe(gone)
     assert "slurm job 1 ended, but its exit status is unknown: Slurm no longer lists it" \
         in gone.stderr, describe(gone)
+
+
+ARRAY_LOOP = PRELUDE + """
+import time
+if os.environ.get("TEST_SLURM_MOVE") == "1":
+    pyteleport.teleport(backend="slurm", **OPTIONS)
+    task = pyteleport.task_index()
+else:
+    task = int(os.environ["TEST_TASK"])
+total = 0
+for i in range(40):
+    total += i * i
+    print(f"t{task} step {i} {total} {pyteleport.task_index()}", flush=True)
+    if i == 5:
+        print(f"t{task} ready", flush=True)
+    t = time.time()
+    while time.time() - t < 0.05:     # busy: the signal lands mid-loop, in Python code
+        pass
+print(f"t{task} done {total}", flush=True)
+"""
+
+
+def test_array_task_refused_requeue_continues_as_that_task(tmp_path):
+    """One task of an array job cannot be requeued: a new (plain) job continues
+    it as the same task (pyteleport.task_index() unchanged), the other task runs
+    on, and the source follows both to the end."""
+    prog = write_program(tmp_path, ARRAY_LOOP)
+    reference = []
+    for task in (0, 1):
+        ref = run_python([prog], tmp_path, env_extra={"TEST_TASK": str(task)})
+        assert ref.returncode == 0, describe(ref)
+        reference += ref.stdout.replace(" None\n", f" {task}\n").splitlines()
+    name = f"ptl-array-{os.getpid()}-{time.monotonic_ns()}"
+    proc = _source(tmp_path, prog, array=2, requeue=True, grace=60, job_name=name,
+                   output=str(tmp_path / "job-%A_%a.out"), error=str(tmp_path / "job-%A_%a.err"))
+    try:
+        seen = _read_until(proc, "t0 ready\n")
+        [job] = _jobs_named(name)[:1]
+        array_job = job.split("_")[0]
+        sh("scontrol", "update", f"jobid={array_job}_0", "Requeue=0")
+        sh("scancel", "--batch", "--signal=USR2", f"{array_job}_0")
+        rest = proc.stdout.read()
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = (tmp_path / "source.err").read_text()
+    assert proc.returncode == 0, err
+    assert sorted(("".join(seen) + rest).splitlines()) == sorted(reference), err
+    jobs = _jobs_named(name)
+    assert jobs[:2] == [f"{array_job}_0", f"{array_job}_1"] and len(jobs) == 3, jobs
+    assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
