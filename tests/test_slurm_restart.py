@@ -151,6 +151,25 @@ def _read_until(proc, marker: str) -> list:
     raise AssertionError(f"no {marker!r}: {''.join(seen)}")
 
 
+def _interact(proc, marker: str, action) -> str:
+    """The source's whole stdout; ``action()`` once ``marker`` was printed."""
+    try:
+        seen = _read_until(proc, marker)
+        action()
+        rest = proc.stdout.read()
+        proc.wait(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return "".join(seen) + rest
+
+
+def _refuse_requeue_and_signal(job: str) -> None:
+    """Slurm refuses to requeue ``job`` from now on (as a site policy would); the warning signal."""
+    sh("scontrol", "update", f"jobid={job}", "Requeue=0")
+    sh("scancel", "--batch", "--signal=USR2", job)
+
+
 def test_teleported_job_refused_requeue_followed_into_new_job(tmp_path):
     """A teleport(requeue=True) job whose requeue Slurm refuses (its Requeue
     flag cleared, as a site policy would): the waiting source follows the
@@ -160,19 +179,10 @@ def test_teleported_job_refused_requeue_followed_into_new_job(tmp_path):
     assert reference.returncode == 0, describe(reference)
     name = f"ptl-refused-{os.getpid()}-{time.monotonic_ns()}"
     proc = _source(tmp_path, prog, requeue=True, grace=60, job_name=name)
-    try:
-        seen = _read_until(proc, "ready\n")
-        [job] = _jobs_named(name)
-        sh("scontrol", "update", f"jobid={job}", "Requeue=0")
-        sh("scancel", "--batch", "--signal=USR2", job)
-        rest = proc.stdout.read()
-        proc.wait(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out = _interact(proc, "ready\n", lambda: _refuse_requeue_and_signal(_jobs_named(name)[0]))
     err = (tmp_path / "source.err").read_text()
     assert proc.returncode == 0, err
-    assert "".join(seen) + rest == reference.stdout, err
+    assert out == reference.stdout, err
     assert len(_jobs_named(name)) == 2
     assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
 
@@ -196,16 +206,9 @@ while True:
 def test_signal_to_waiting_source_reaches_the_job(tmp_path, sig):
     prog = write_program(tmp_path, HANDLER)
     proc = _source(tmp_path, prog)
-    try:
-        seen = _read_until(proc, "ready\n")
-        proc.send_signal(sig)
-        rest = proc.stdout.read()
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out = _interact(proc, "ready\n", lambda: proc.send_signal(sig))
     err = (tmp_path / "source.err").read_text()
-    assert "".join(seen) + rest == f"ready\nMOVED got {sig.name}\n", err
+    assert out == f"ready\nMOVED got {sig.name}\n", err
     assert proc.returncode == 40 + sig, err
     assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
 
@@ -281,20 +284,12 @@ def test_array_task_refused_requeue_continues_as_that_task(tmp_path):
     name = f"ptl-array-{os.getpid()}-{time.monotonic_ns()}"
     proc = _source(tmp_path, prog, array=2, requeue=True, grace=60, job_name=name,
                    output=str(tmp_path / "job-%A_%a.out"), error=str(tmp_path / "job-%A_%a.err"))
-    try:
-        seen = _read_until(proc, "t0 ready\n")
-        [job] = _jobs_named(name)[:1]
-        array_job = job.split("_")[0]
-        sh("scontrol", "update", f"jobid={array_job}_0", "Requeue=0")
-        sh("scancel", "--batch", "--signal=USR2", f"{array_job}_0")
-        rest = proc.stdout.read()
-        proc.wait(timeout=90)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    out = _interact(proc, "t0 ready\n",
+                    lambda: _refuse_requeue_and_signal(_jobs_named(name)[0].split("_")[0] + "_0"))
     err = (tmp_path / "source.err").read_text()
     assert proc.returncode == 0, err
-    assert sorted(("".join(seen) + rest).splitlines()) == sorted(reference), err
+    assert sorted(out.splitlines()) == sorted(reference), err
+    array_job = _jobs_named(name)[0].split("_")[0]
     jobs = _jobs_named(name)
     assert jobs[:2] == [f"{array_job}_0", f"{array_job}_1"] and len(jobs) == 3, jobs
     assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
