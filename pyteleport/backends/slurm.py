@@ -75,8 +75,10 @@ def _finish_stage(stage: str) -> None:
     except OSError:
         return
     if left:
-        _log.error("slurm backend: the job ended with snapshots left in %s (%s): continue one "
-                   "with: pyteleport resume PATH", stage, ", ".join(sorted(left)))
+        import logging     # an error the user must see, even without logging set up
+        logging.getLogger("pyteleport").error(
+            "slurm backend: the job ended with snapshots left in %s (%s): continue one with: "
+            "pyteleport resume PATH", stage, ", ".join(sorted(left)))
         return
     remove_stage(stage)
 
@@ -239,7 +241,7 @@ def _stderr_tail(record, lines: int = 15) -> str:
     return " | ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
 
 
-def _await_handoff(job_id: str, stage: str, tasks: List[int], poll: float = 0.1) -> None:
+def _await_handoff(job_id: str, stage: str, tasks: List[int], poll: float = 0.005) -> None:
     """Wait (as long as the job is pending) until a task reports the program
     rebuilt; raise TeleportError with Slurm's or the task's reason otherwise."""
     last_check = 0.0
@@ -269,3 +271,4 @@ def _await_handoff(job_id: str, stage: str, tasks: List[int], poll: float = 0.1)
                     + (f"; its stderr: {detail}" if detail else "")
                     + " (check the python and setup options for the job's nodes)")
         time.sleep(poll)
+        poll = min(poll * 1.5, 0.1)     # the job usually starts within a second
