@@ -19,8 +19,9 @@ Runs with the interpreter running this script, this repository first on
    been requeued.  Baseline: a job holding the same array writes it to the
    stage directory (with fsync).  Goal: under 1.3x the baseline.  The
    requeued job is cancelled.  Also shown: the same write by a process started
-   here (not a job): on this project's machine, writes from jobs were slower and
-   noisier than from a process outside Slurm, for reasons not found.
+   here (not a job).  On this project's shared machine one such 1 GiB write
+   takes anywhere from 0.6 to 4.4 s, in a job or not, so the figures are noisy
+   even as medians.
 
 Figures are medians.  No assertions; an unmet goal prints MISS.
 """
@@ -180,7 +181,7 @@ def main() -> int:
         print(f"first line after teleport(): {f * 1000:.0f} ms; sbatch --wrap python: {b * 1000:.0f} ms; "
               f"goal <= {goal * 1000:.0f} ms {'ok' if f <= goal else 'MISS'}")
         sn, wb, wh = [], [], []
-        for _ in range(max(3, repeats - 2)):
+        for _ in range(repeats):
             sn.append(snapshot_requeue(work, size))
             wb.append(write_baseline(work, size))
             wh.append(write_here(work, size))

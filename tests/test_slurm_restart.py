@@ -293,3 +293,26 @@ def test_array_task_refused_requeue_continues_as_that_task(tmp_path):
     jobs = _jobs_named(name)
     assert jobs[:2] == [f"{array_job}_0", f"{array_job}_1"] and len(jobs) == 3, jobs
     assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
+
+
+def test_source_stdout_closed_job_runs_on(tmp_path):
+    """The reader of the waiting source's stdout goes away (``| head -1``):
+    the job runs to its end, its output stays in its file, and the source
+    still exits with the job's exit code."""
+    prog = write_program(tmp_path, PRELUDE + """
+        import time
+        pyteleport.teleport(backend="slurm", **OPTIONS)
+        print("ready", flush=True)
+        time.sleep(1)
+        for i in range(3):
+            say("after", i)
+        sys.exit(3)
+    """.replace("\n        ", "\n"))
+    name = f"ptl-closed-{os.getpid()}-{time.monotonic_ns()}"
+    proc = _source(tmp_path, prog, job_name=name)
+    assert proc.stdout.readline() == "ready\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 3, (tmp_path / "source.err").read_text()
+    [job] = _jobs_named(name)
+    assert (tmp_path / f"job-{job}.out").read_text() == \
+        "ready\nMOVED after 0\nMOVED after 1\nMOVED after 2\n"

@@ -37,8 +37,15 @@ class Tail:
             return False
         if data:
             self.pos += len(data)
-            self.out.write(data)
-            self.out.flush()
+            if self.out is not None:
+                try:
+                    self.out.write(data)
+                    self.out.flush()
+                except (OSError, ValueError):
+                    # our stream is gone (closed pipe, hung-up terminal): the
+                    # job goes on, its output stays in its file
+                    self.out = None
+                    _log.info("slurm backend: cannot copy %s any more", self.path)
         return bool(data)
 
 
