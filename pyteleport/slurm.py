@@ -3,7 +3,8 @@
 On the warning signal (``--signal=B:USR2@GRACE`` when the job was submitted,
 or a preemption signal), the program is snapshotted at the very instruction
 it was interrupted at, the snapshot is written to the stage directory, the
-job is requeued (``scontrol requeue``) and this process ends; in the next
+job is requeued (``scontrol requeue``), or, if Slurm refuses, a new job like
+it is submitted to continue it, and this process ends; in the next
 allocation the job resumes the snapshot.  No safe points are needed in the
 program, but a handler cannot run while C code holds the main thread (a long
 NumPy call): the grace time must cover that, plus writing the snapshot.

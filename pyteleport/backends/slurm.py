@@ -1,11 +1,14 @@
 """The ``slurm`` backend: the program continues as a Slurm batch job.
 
-The payload is staged in a directory both the submit host and the job's
-nodes see (:mod:`._slurm_stage`), a batch script that ``exec``\\ s Python on
-the job-side entry (:mod:`._slurm_entry`) is submitted with ``sbatch``
-(:mod:`._slurm_cli`), and, with ``wait=True``, the source follows the job
-and copies its output files to its own streams (:mod:`._slurm_follow`).
-Time limits and preemption are survived with :mod:`pyteleport.slurm`.
+A batch script that ``exec``\\ s Python on the job-side entry
+(:mod:`._slurm_entry`) is submitted with ``sbatch`` (:mod:`._slurm_cli`) while
+the program is packed; the payload is then staged in a directory both the
+submit host and the job's nodes see (:mod:`._slurm_stage`), where the entry
+waits for it.  With ``wait=True`` the source follows the job (and any job
+that continues it) and copies its output files to its own streams
+(:mod:`._slurm_follow`), passing signals on to it (:mod:`._slurm_signals`).
+Time limits and preemption are survived with :mod:`pyteleport.slurm`
+(requeue, or a new job: :mod:`._slurm_resubmit`).
 """
 from __future__ import annotations
 
@@ -108,15 +111,17 @@ class SlurmBackend(Backend):
     :param python: interpreter in the job (default: this one).
     :param stage_dir: where the payload waits for the job (default ``./.pyteleport``);
         both sides must see it.
-    :param wait: follow the job, stream its output and exit with its exit code
-        (default: when stdout is a terminal); ``False``: exit 0 once submitted.
+    :param wait: follow the job, stream its output, pass SIGTERM, SIGHUP,
+        SIGUSR1 and SIGUSR2 on to it and exit with its exit code (default: when
+        stdout is a terminal); ``False``: exit 0 once submitted.
     :param array: run the program on in this many array tasks (or an sbatch
         array spec); :func:`pyteleport.task_index` tells them apart.
     :param requeue: survive time limits and preemption (``--requeue``,
         ``--signal=B:<signal>@<grace>``, see :mod:`pyteleport.slurm`).
     :param signal: the warning signal (default ``USR2``).
     :param grace: seconds before the limit it is sent (default 180).
-    :param max_restarts: requeues at most this often (default 10).
+    :param max_restarts: requeues (or new jobs, when Slurm refuses to
+        requeue) at most this often (default 10).
     """
 
     name = "slurm"
