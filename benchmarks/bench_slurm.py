@@ -138,12 +138,17 @@ os.unlink(sys.argv[1])
 """
 
 
-def write_baseline(work: str, size: int) -> float:
-    """A job like the snapshot's (holding SIZE bytes in a NumPy array) writes
-    them to the stage directory with fsync; its own timing."""
+def _writer(work: str) -> str:
     prog = os.path.join(work, "writer.py")
     with open(prog, "w") as f:
         f.write(WRITER)
+    return prog
+
+
+def write_baseline(work: str, size: int) -> float:
+    """A job like the snapshot's (holding SIZE bytes in a NumPy array) writes
+    them to the stage directory with fsync; its own timing."""
+    prog = _writer(work)
     job = subprocess.run(["sbatch", "--parsable", f"--output={work}/wb-%j", "--wrap",
                           f"{sys.executable} {prog} {work}/blob {size}"],
                          capture_output=True, text=True, check=True, cwd=work).stdout.strip()
@@ -157,8 +162,8 @@ def write_baseline(work: str, size: int) -> float:
 
 
 def write_here(work: str, size: int) -> float:
-    """WRITER's write, run by this process (outside Slurm)."""
-    prog = os.path.join(work, "writer.py")
+    """WRITER's write, run by a process started here (outside Slurm)."""
+    prog = _writer(work)
     out = subprocess.run([sys.executable, prog, os.path.join(work, "blob-here"), str(size)],
                          capture_output=True, text=True, check=True).stdout
     return float(out.split()[-1])
@@ -181,14 +186,16 @@ def main() -> int:
         print(f"first line after teleport(): {f * 1000:.0f} ms; sbatch --wrap python: {b * 1000:.0f} ms; "
               f"goal <= {goal * 1000:.0f} ms {'ok' if f <= goal else 'MISS'}")
         sn, wb, wh = [], [], []
-        for _ in range(repeats):
-            sn.append(snapshot_requeue(work, size))
-            wb.append(write_baseline(work, size))
-            wh.append(write_here(work, size))
+        runs = [(sn, snapshot_requeue), (wb, write_baseline), (wh, write_here)]
+        for i in range(repeats):
+            for figures, measure in runs[i % 3:] + runs[:i % 3]:   # no figure always first
+                figures.append(measure(work, size))
         s, w, h = statistics.median(sn), statistics.median(wb), statistics.median(wh)
         print(f"snapshot + requeue of {size >> 20} MiB: {s:.2f} s; a job writing {size >> 20} MiB "
               f"with fsync: {w:.2f} s; goal <= {1.3 * w:.2f} s {'ok' if s <= 1.3 * w else 'MISS'} "
               f"(the same write outside Slurm: {h:.2f} s)")
+        for label, figures in (("snapshot + requeue", sn), ("job write", wb), ("write here", wh)):
+            print(f"  {label}: " + " ".join(f"{x:.2f}" for x in figures))
     return 0
 
 
