@@ -81,6 +81,7 @@ def _submit_own_script(tmp_path, requeue: bool, max_restarts: int):
         "#SBATCH --partition=gpu",
         "#SBATCH --time=10",
         "#SBATCH --cpus-per-task=2",
+        "#SBATCH --mem=200M",
         f"exec {sys.executable} {prog}",
     ]) + "\n")
     env = dict(os.environ, TEST_MAX_RESTARTS=str(max_restarts))
@@ -119,8 +120,8 @@ def test_protect_refused_requeue_continues_in_new_job(tmp_path):
     assert first == job
     assert wait_job_done(job)["JobState"] == "COMPLETED"
     fields = dict(tok.partition("=")[::2] for tok in sh("scontrol", "show", "job", "-o", second).split())
-    assert (fields["Partition"], fields["TimeLimit"], fields["CPUs/Task"], fields["Requeue"]) == \
-        ("gpu", "00:10:00", "2", "0"), fields
+    assert (fields["Partition"], fields["TimeLimit"], fields["CPUs/Task"], fields["MinMemoryNode"],
+            fields["Requeue"]) == ("gpu", "00:10:00", "2", "200M", "0"), fields
     assert (fields["StdOut"], fields["StdErr"]) == (str(out), str(err)), fields
     _wait_text(out, "mark 25\n")
     sh("scancel", "--batch", "--signal=USR2", second)
