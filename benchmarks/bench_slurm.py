@@ -169,6 +169,12 @@ def write_here(work: str, size: int) -> float:
     return float(out.split()[-1])
 
 
+def _print_runs(**figures) -> None:
+    """Every run, in seconds: the figures are noisy on a shared machine."""
+    for label, runs in figures.items():
+        print(f"  {label}: " + " ".join(f"{x:.2f}" for x in runs) + " s")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -185,6 +191,7 @@ def main() -> int:
         goal = 1.2 * b + 0.5
         print(f"first line after teleport(): {f * 1000:.0f} ms; sbatch --wrap python: {b * 1000:.0f} ms; "
               f"goal <= {goal * 1000:.0f} ms {'ok' if f <= goal else 'MISS'}")
+        _print_runs(teleport=fl, sbatch_wrap=base)
         sn, wb, wh = [], [], []
         runs = [(sn, snapshot_requeue), (wb, write_baseline), (wh, write_here)]
         for i in range(repeats):
@@ -194,8 +201,7 @@ def main() -> int:
         print(f"snapshot + requeue of {size >> 20} MiB: {s:.2f} s; a job writing {size >> 20} MiB "
               f"with fsync: {w:.2f} s; goal <= {1.3 * w:.2f} s {'ok' if s <= 1.3 * w else 'MISS'} "
               f"(the same write outside Slurm: {h:.2f} s)")
-        for label, figures in (("snapshot + requeue", sn), ("job write", wb), ("write here", wh)):
-            print(f"  {label}: " + " ".join(f"{x:.2f}" for x in figures))
+        _print_runs(snapshot_requeue=sn, job_write=wb, write_here=wh)
     return 0
 
 
