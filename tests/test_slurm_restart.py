@@ -140,7 +140,8 @@ def _source(tmp_path, prog, **options) -> subprocess.Popen:
     env = dict(os.environ, PYTHONIOENCODING="utf-8", TEST_SLURM_MOVE="1",
                **_env(tmp_path, wait=True, **options))
     return subprocess.Popen([sys.executable, str(prog)], cwd=tmp_path, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=open(tmp_path / "source.err", "w"))
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=open(tmp_path / "source.err", "w"))
 
 
 def _read_until(proc, marker: str) -> list:
@@ -317,3 +318,23 @@ def test_source_stdout_closed_job_runs_on(tmp_path):
     [job] = _jobs_named(name)
     assert (tmp_path / f"job-{job}.out").read_text() == \
         "ready\nMOVED after 0\nMOVED after 1\nMOVED after 2\n"
+
+
+def test_ctrl_c_on_waiting_source_cancels_the_job(tmp_path):
+    """SIGINT is not passed on: it cancels the job (no question asked when
+    stdin is not a terminal), and the source exits as the job did."""
+    prog = write_program(tmp_path, PRELUDE + """
+        import time
+        pyteleport.teleport(backend="slurm", **OPTIONS)
+        print("ready", flush=True)
+        time.sleep(60)
+        say("not reached")
+    """.replace("\n        ", "\n"))
+    name = f"ptl-ctrlc-{os.getpid()}-{time.monotonic_ns()}"
+    proc = _source(tmp_path, prog, job_name=name)
+    out = _interact(proc, "ready\n", lambda: proc.send_signal(signal.SIGINT))
+    assert out == "ready\n", (tmp_path / "source.err").read_text()
+    [job] = _jobs_named(name)
+    fields = wait_job_done(job)
+    assert fields["JobState"] == "CANCELLED", fields
+    assert proc.returncode == 128 + signal.SIGTERM, (tmp_path / "source.err").read_text()
