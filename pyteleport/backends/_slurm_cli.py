@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .._errors import TeleportError
@@ -22,11 +21,13 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 _KEY = re.compile(r" (?=[A-Za-z][A-Za-z0-9/:_]*=)")
 
 
-@dataclass
 class JobRecord:
     """One line of ``scontrol show job -o``: a job, or one task of an array."""
 
-    fields: Dict[str, str]
+    # a plain class: dataclasses (and the inspect it imports) would delay sbatch
+
+    def __init__(self, fields: Dict[str, str]):
+        self.fields = fields
 
     @property
     def state(self) -> str:

@@ -15,7 +15,6 @@ Layout of one move (``<stage_dir>/job-<pid>-<random>/``, mode 0700)::
 from __future__ import annotations
 
 import os
-import secrets
 import shlex
 import shutil
 from typing import Iterable, List, Optional
@@ -36,7 +35,7 @@ def make_stage(stage_dir: Optional[str]) -> str:
     base = os.path.abspath(os.path.expanduser(stage_dir or default_stage_dir()))
     try:
         os.makedirs(base, mode=0o700, exist_ok=True)
-        path = os.path.join(base, f"job-{os.getpid()}-{secrets.token_hex(4)}")
+        path = os.path.join(base, f"job-{os.getpid()}-{os.urandom(4).hex()}")
         os.mkdir(path, 0o700)
     except OSError as e:
         raise TeleportError(f"slurm backend: cannot create the stage directory under {base!r}: "

@@ -19,12 +19,9 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from .. import _log
 from .._errors import TeleportError
-from .._restore import parse_status
 from . import Backend, Target, _slurm_cli
 from . import _slurm_options as opts
-from ._slurm_follow import Follower
 from ._slurm_resubmit import entry_args as protect_args
-from ._slurm_signals import forward_signals
 from ._slurm_stage import job_script, make_stage, remove_stage, stage_payload
 
 
@@ -43,6 +40,8 @@ class SlurmTarget(Target):
         self.stage = stage
 
     def wait(self) -> int:
+        from ._slurm_follow import Follower          # (not imported before sbatch)
+        from ._slurm_signals import forward_signals
         follower = Follower(self.job_id, self.stage)
         with forward_signals(follower.job_ids):
             while True:
@@ -220,6 +219,7 @@ class SlurmBackend(Backend):
 
 
 def _statuses(stage: str, tasks: List[int]) -> Dict[int, tuple]:
+    from .._restore import parse_status
     found = {}
     for task in tasks:
         try:
