@@ -21,7 +21,7 @@ Runs with the interpreter running this script, this repository first on
    stage directory (with fsync).  Goal: under 1.3x the baseline.  The
    requeued job is cancelled.  Also shown: the same write by a process started
    here (not a job).  On this project's shared machine one such 1 GiB write
-   takes anywhere from 0.6 to 4.4 s, in a job or not, so the figures are noisy
+   takes anywhere from 0.5 to 4.6 s, in a job or not, so the figures are noisy
    even as medians.
 
 Figures are medians.  No assertions; an unmet goal prints MISS.
