@@ -147,6 +147,33 @@ def test_failed_handoff_carries_on(tmp_path, options, reason):
     assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
 
 
+def test_unpackable_program_cancels_the_early_job(tmp_path):
+    """The job is submitted while the program is packed: if packing fails
+    (a live thread), the job is cancelled and the program carries on."""
+    name = f"ptl-unpackable-{os.getpid()}-{time.monotonic_ns()}"
+    prog = write_program(tmp_path, PRELUDE + """
+        import threading
+        stop = threading.Event()
+        worker = threading.Thread(target=stop.wait)
+        worker.start()
+        try:
+            pyteleport.teleport(backend="slurm", **OPTIONS)
+        except pyteleport.TeleportError as e:
+            say("refused:", type(e).__name__)
+        stop.set()
+        worker.join()
+        say("carried on")
+    """.replace("\n        ", "\n"))
+    proc = run_python([prog], tmp_path, env_extra=_env(tmp_path, wait=True, job_name=name))
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout == "SAME refused: TeleportError\nSAME carried on\n", describe(proc)
+    jobs = subprocess.run(["squeue", "-h", "-t", "all", "--name", name, "-o", "%i"],
+                          capture_output=True, text=True).stdout.split()
+    assert len(jobs) == 1, jobs
+    assert wait_job_done(jobs[0])["JobState"] == "CANCELLED"
+    assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
+
+
 LOOP = PRELUDE + """
 import time
 if os.environ.get("TEST_SLURM_MOVE") == "1":

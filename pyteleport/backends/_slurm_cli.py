@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .._errors import TeleportError
@@ -22,11 +21,13 @@ TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 _KEY = re.compile(r" (?=[A-Za-z][A-Za-z0-9/:_]*=)")
 
 
-@dataclass
 class JobRecord:
     """One line of ``scontrol show job -o``: a job, or one task of an array."""
 
-    fields: Dict[str, str]
+    # a plain class: dataclasses (and the inspect it imports) would delay sbatch
+
+    def __init__(self, fields: Dict[str, str]):
+        self.fields = fields
 
     @property
     def state(self) -> str:
@@ -70,14 +71,15 @@ def api_choice() -> str:
     return "commands"
 
 
-def _run(cmd: Sequence[str], stdin: Optional[str] = None, timeout: float = 60) -> Tuple[int, str, str]:
+def _run(cmd: Sequence[str], stdin: Optional[str] = None, timeout: float = 60,
+         env: Optional[Dict[str, str]] = None) -> Tuple[int, str, str]:
     exe = shutil.which(cmd[0])
     if exe is None:
         raise TeleportError(f"slurm backend: {cmd[0]!r} not found on PATH: run this on a Slurm "
                             "login node, or put Slurm's commands on PATH")
     try:
         proc = subprocess.run([exe, *cmd[1:]], input=stdin, capture_output=True, text=True,
-                              timeout=timeout)
+                              timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
         raise TeleportError(f"slurm backend: {' '.join(cmd[:2])} did not answer within "
                             f"{timeout:g} s (is slurmctld up?)") from None
@@ -88,9 +90,9 @@ def _message(err: str) -> str:
     return " ".join(line.strip() for line in err.strip().splitlines()) or "no message"
 
 
-def submit(args: List[str], script: str) -> str:
+def submit(args: List[str], script: str, env: Optional[Dict[str, str]] = None) -> str:
     """``sbatch --parsable ARGS`` with ``script`` on stdin; the job id."""
-    code, out, err = _run(["sbatch", "--parsable", *args], stdin=script)
+    code, out, err = _run(["sbatch", "--parsable", *args], stdin=script, env=env)
     if code != 0:
         raise TeleportError(f"slurm backend: sbatch refused the job: {_message(err)} "
                             f"(sbatch options: {' '.join(args)})")
@@ -117,6 +119,26 @@ def show_job(job_id: str) -> Optional[List[JobRecord]]:
             fields[key] = value
         records.append(JobRecord(fields))
     return records
+
+
+def accounting_exit_codes(job_id: str) -> Optional[Dict[str, Tuple[str, int]]]:
+    """``sacct``'s ``{job id: (state, exit code)}`` for the job (every task of
+    an array), or None when accounting is off or knows nothing of the job."""
+    try:
+        code, out, _ = _run(["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "JobIDRaw,State,ExitCode"],
+                            timeout=30)
+    except TeleportError:
+        return None
+    if code != 0:
+        return None
+    found = {}
+    for line in out.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3 and parts[0]:
+            record = JobRecord({"JobState": parts[1].split()[0] if parts[1] else "UNKNOWN",
+                                "ExitCode": parts[2]})
+            found[parts[0]] = (record.state, record.exit_code)
+    return found or None
 
 
 def cancel(job_id: str, signal: Optional[str] = None, batch: bool = False) -> None:

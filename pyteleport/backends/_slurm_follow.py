@@ -1,12 +1,22 @@
-"""Following a submitted job: its state, and its output files as they grow."""
+"""Following a submitted job: its state, and its output files as they grow.
+
+The source follows the job it submitted and, when Slurm refused to requeue
+it at a time limit, the job that continues its program (``STAGE/next.<jobid>``).
+A job's outcome is, in this order: the exit status its program wrote into the
+stage (``STAGE/exit.<jobid>``, which needs no accounting), Slurm's
+``ExitCode`` while ``scontrol`` still knows the job, ``sacct`` when
+accounting is on.
+"""
 from __future__ import annotations
 
 import sys
 import time
 from typing import Dict, List, Optional
 
+from .. import _log
 from . import _slurm_cli
 from ._slurm_cli import JobRecord
+from ._slurm_stage import read_note
 
 
 class Tail:
@@ -17,40 +27,53 @@ class Tail:
         self.out = out
         self.pos = 0
 
-    def pump(self) -> None:
+    def pump(self) -> bool:
+        """Copy what is new; whether there was anything."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.pos)
                 data = f.read()
         except OSError:
-            return
+            return False
         if data:
             self.pos += len(data)
-            self.out.write(data)
-            self.out.flush()
+            if self.out is not None:
+                try:
+                    self.out.write(data)
+                    self.out.flush()
+                except (OSError, ValueError):
+                    # our stream is gone (closed pipe, hung-up terminal): the
+                    # job goes on, its output stays in its file
+                    self.out = None
+                    _log.info("slurm backend: cannot copy %s any more", self.path)
+        return bool(data)
+
+
+def _record_id(record: JobRecord, fallback: str) -> str:
+    return record.fields.get("JobId") or fallback
 
 
 class Follower:
-    """Polls ``scontrol show job`` and copies every task's stdout and stderr
-    files to this process's own stdout and stderr."""
+    """Polls ``scontrol show job`` for the followed jobs and copies every
+    task's stdout and stderr files to this process's own stdout and stderr."""
 
-    def __init__(self, job_id: str, poll: float = 0.1):
-        self.job_id = job_id
-        self.poll = poll
+    # output files are read often right after they grew, less when quiet
+    POLL_MIN, POLL_MAX = 0.01, 0.25
+
+    def __init__(self, job_id: str, stage: Optional[str] = None):
+        self.stage = stage
+        self.active: List[str] = [job_id]          # jobs still followed
+        self.seen: Dict[str, List[JobRecord]] = {}  # their last records
+        self.codes: Dict[str, int] = {}            # exit code per ended job (or array task)
         self.tails: Dict[str, Tail] = {}
-        self.records: List[JobRecord] = []
-        self.last_state: Optional[str] = None
+        self.last_state: Dict[str, str] = {}
 
     def _streams(self):
         out = getattr(sys.stdout, "buffer", None) or sys.__stdout__.buffer
         err = getattr(sys.stderr, "buffer", None) or sys.__stderr__.buffer
         return out, err
 
-    def refresh(self) -> Optional[List[JobRecord]]:
-        records = _slurm_cli.show_job(self.job_id)
-        if records is None:
-            return None
-        self.records = records
+    def _watch_files(self, records: List[JobRecord]) -> None:
         out, err = self._streams()
         for rec in records:
             if rec.state == "PENDING":
@@ -60,33 +83,82 @@ class Follower:
                 self.tails[stdout] = Tail(stdout, out)
             if stderr and stderr not in self.tails:
                 self.tails[stderr] = Tail(stderr, err)
-        state = ",".join(sorted({r.state for r in records}))
-        if state != self.last_state:
-            from .. import _log
-            _log.info("slurm job %s: %s", self.job_id, state)
-            self.last_state = state
-        return records
 
-    def pump(self) -> None:
-        for tail in self.tails.values():
-            tail.pump()
+    def _log_state(self, job: str, records: List[JobRecord]) -> None:
+        state = ",".join(sorted({r.state for r in records}))
+        if state != self.last_state.get(job):
+            _log.info("slurm job %s: %s", job, state)
+            self.last_state[job] = state
+
+    def refresh(self) -> None:
+        """Ask Slurm about every followed job; retire those that ended."""
+        for job in list(self.active):
+            records = _slurm_cli.show_job(job)
+            if records is None:                       # Slurm forgot it (MinJobAge)
+                self.active.remove(job)
+                self._forgotten(job)
+                continue
+            self.seen[job] = records
+            self._watch_files(records)
+            self._log_state(job, records)
+            if records and all(r.done for r in records):
+                self.active.remove(job)
+                for rec in records:
+                    self._ended(_record_id(rec, job), rec.exit_code)
+
+    def _ended(self, job: str, slurm_code: Optional[int]) -> None:
+        """One job (or array task) ended: follow its successor, or keep its code."""
+        successor = read_note(self.stage, "next", job)
+        if successor:
+            _log.info("slurm job %s: continued in job %s", job, successor)
+            self.active.append(successor)
+            return
+        noted = read_note(self.stage, "exit", job)
+        if noted is not None and noted.isdigit():
+            self.codes[job] = int(noted)
+        elif slurm_code is not None:
+            self.codes[job] = slurm_code
+        else:
+            import logging     # an error the user must see, even without logging set up
+            logging.getLogger("pyteleport").error(
+                "slurm job %s ended, but its exit status is unknown: Slurm no longer lists it (it "
+                "ended more than MinJobAge ago), accounting (sacct) is off or does not know it, "
+                "and its program left no exit status in %s (it was killed, or the stage is "
+                "gone); see the job's output files; exiting with 1",
+                job, self.stage or "the stage directory")
+            self.codes[job] = 1
+
+    def _forgotten(self, job: str) -> None:
+        ids = [_record_id(r, job) for r in self.seen.get(job, [])] or [job]
+        unnoted = [i for i in ids if not read_note(self.stage, "next", i)
+                   and not read_note(self.stage, "exit", i)]
+        accounted = (_slurm_cli.accounting_exit_codes(job) if unnoted else None) or {}
+        for i in ids:
+            self._ended(i, accounted[i][1] if i in accounted else None)
+
+    def pump(self) -> bool:
+        grew = False
+        for tail in list(self.tails.values()):
+            grew = tail.pump() or grew
+        return grew
+
+    def job_ids(self) -> List[str]:
+        """The jobs followed now."""
+        return list(self.active)
 
     def run(self) -> int:
-        """Follow until every task has ended; the highest exit code of the tasks."""
+        """Follow until every job has ended; the highest exit code of them."""
         last = 0.0
-        interval = 0.3
         started = time.monotonic()
+        poll = self.POLL_MIN
         while True:
             now = time.monotonic()
-            if now - last >= interval:
+            # a long job: ask slurmctld less often
+            if now - last >= (0.3 if now - started < 60 else 2.0):
                 last = now
-                records = self.refresh()
-                if records is None or (records and all(r.done for r in records)):
+                self.refresh()
+                if not self.active:
                     self.pump()
-                    if records is None:
-                        return 0
-                    return max(r.exit_code for r in records)
-                # a long job: ask slurmctld less often
-                interval = 0.3 if now - started < 60 else 2.0
-            self.pump()
-            time.sleep(self.poll)
+                    return max(self.codes.values(), default=0)
+            poll = self.POLL_MIN if self.pump() else min(poll * 1.5, self.POLL_MAX)
+            time.sleep(poll)

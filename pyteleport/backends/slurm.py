@@ -1,11 +1,14 @@
 """The ``slurm`` backend: the program continues as a Slurm batch job.
 
-The payload is staged in a directory both the submit host and the job's
-nodes see (:mod:`._slurm_stage`), a batch script that ``exec``\\ s Python on
-the job-side entry (:mod:`._slurm_entry`) is submitted with ``sbatch``
-(:mod:`._slurm_cli`), and, with ``wait=True``, the source follows the job
-and copies its output files to its own streams (:mod:`._slurm_follow`).
-Time limits and preemption are survived with :mod:`pyteleport.slurm`.
+A batch script that ``exec``\\ s Python on the job-side entry
+(:mod:`._slurm_entry`) is submitted with ``sbatch`` (:mod:`._slurm_cli`) while
+the program is packed; the payload is then staged in a directory both the
+submit host and the job's nodes see (:mod:`._slurm_stage`), where the entry
+waits for it.  With ``wait=True`` the source follows the job (and any job
+that continues it) and copies its output files to its own streams
+(:mod:`._slurm_follow`), passing signals on to it (:mod:`._slurm_signals`).
+Time limits and preemption are survived with :mod:`pyteleport.slurm`
+(requeue, or a new job: :mod:`._slurm_resubmit`).
 """
 from __future__ import annotations
 
@@ -16,10 +19,9 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 
 from .. import _log
 from .._errors import TeleportError
-from .._restore import parse_status
 from . import Backend, Target, _slurm_cli
 from . import _slurm_options as opts
-from ._slurm_follow import Follower
+from ._slurm_resubmit import entry_args as protect_args
 from ._slurm_stage import job_script, make_stage, remove_stage, stage_payload
 
 
@@ -38,14 +40,19 @@ class SlurmTarget(Target):
         self.stage = stage
 
     def wait(self) -> int:
-        follower = Follower(self.job_id)
-        while True:
-            try:
-                code = follower.run()
-                break
-            except KeyboardInterrupt:
-                if _confirm_cancel(self.job_id):
-                    _slurm_cli.cancel(self.job_id)
+        from ._slurm_follow import Follower          # (not imported before sbatch)
+        from ._slurm_signals import forward_signals
+        follower = Follower(self.job_id, self.stage)
+        with forward_signals(follower.job_ids):
+            while True:
+                try:
+                    code = follower.run()
+                    break
+                except KeyboardInterrupt:
+                    jobs = follower.job_ids()
+                    if jobs and _confirm_cancel(",".join(jobs)):
+                        for job in jobs:
+                            _slurm_cli.cancel(job)
         _finish_stage(self.stage)
         return code
 
@@ -70,8 +77,10 @@ def _finish_stage(stage: str) -> None:
     except OSError:
         return
     if left:
-        _log.error("slurm backend: the job ended with snapshots left in %s (%s): continue one "
-                   "with: pyteleport resume PATH", stage, ", ".join(sorted(left)))
+        import logging     # an error the user must see, even without logging set up
+        logging.getLogger("pyteleport").error(
+            "slurm backend: the job ended with snapshots left in %s (%s): continue one with: "
+            "pyteleport resume PATH", stage, ", ".join(sorted(left)))
         return
     remove_stage(stage)
 
@@ -101,15 +110,17 @@ class SlurmBackend(Backend):
     :param python: interpreter in the job (default: this one).
     :param stage_dir: where the payload waits for the job (default ``./.pyteleport``);
         both sides must see it.
-    :param wait: follow the job, stream its output and exit with its exit code
-        (default: when stdout is a terminal); ``False``: exit 0 once submitted.
+    :param wait: follow the job, stream its output, pass SIGTERM, SIGHUP,
+        SIGUSR1 and SIGUSR2 on to it and exit with its exit code (default: when
+        stdout is a terminal); ``False``: exit 0 once submitted.
     :param array: run the program on in this many array tasks (or an sbatch
         array spec); :func:`pyteleport.task_index` tells them apart.
     :param requeue: survive time limits and preemption (``--requeue``,
         ``--signal=B:<signal>@<grace>``, see :mod:`pyteleport.slurm`).
     :param signal: the warning signal (default ``USR2``).
     :param grace: seconds before the limit it is sent (default 180).
-    :param max_restarts: requeues at most this often (default 10).
+    :param max_restarts: requeues (or new jobs, when Slurm refuses to
+        requeue) at most this often (default 10).
     """
 
     name = "slurm"
@@ -152,7 +163,7 @@ class SlurmBackend(Backend):
             restarts = int(max_restarts if max_restarts is not None
                            else opts.env_default("max_restarts") or opts.DEFAULT_MAX_RESTARTS)
             self.args += ["--requeue", f"--signal=B:{sig}@{grace}", "--open-mode=append"]
-            self.entry_args = ["--protect", sig, str(restarts)]
+            self.entry_args = protect_args(sig, restarts, grace, 0, None, False)
         job_files = "%A_%a" if array is not None else "%j"
         if self.wait and not opts.given(self.args, "output") and not opts.given(self.args, "error"):
             # separate files, so that the job's stderr goes to the source's stderr
@@ -160,11 +171,13 @@ class SlurmBackend(Backend):
         if not opts.given(self.args, "job-name"):
             self.args.append(f"--job-name={os.path.basename(sys.argv[0] or 'python') or 'python'}")
         _slurm_cli.api_choice()
+        self._submitted: Optional[tuple] = None     # (job id, stage) once prepare() submitted
 
-    def spawn(self, payload) -> Target:
+    def prepare(self) -> None:
+        """Submit the job before the program is packed: Slurm schedules and
+        starts it meanwhile, and its entry waits for the payload."""
         stage = make_stage(self.stage_dir)
         try:
-            stage_payload(stage, payload, self.tasks)
             entry_args = self.entry_args + ([] if self.wait else ["--detached"])
             script = job_script(self.python, stage, self.setup, entry_args)
             job_id = _slurm_cli.submit(self.args, script)
@@ -172,6 +185,27 @@ class SlurmBackend(Backend):
             remove_stage(stage)
             raise
         _log.debug("slurm backend: job %s, stage %s, sbatch %s", job_id, stage, " ".join(self.args))
+        self._submitted = (job_id, stage)
+
+    def cancel(self) -> None:
+        """The program could not be packed: cancel the job, remove the stage."""
+        if self._submitted is not None:
+            job_id, stage = self._submitted
+            self._submitted = None
+            _log.info("slurm backend: cancelling job %s (the program was not moved)", job_id)
+            _slurm_cli.cancel(job_id)
+            remove_stage(stage)
+
+    def spawn(self, payload) -> Target:
+        if self._submitted is None:
+            self.prepare()
+        job_id, stage = self._submitted
+        try:
+            stage_payload(stage, payload, self.tasks)
+        except BaseException:
+            self.cancel()
+            raise
+        self._submitted = None
         _announce(job_id, self.wait)
         if not self.wait:
             return DetachedTarget()
@@ -185,6 +219,7 @@ class SlurmBackend(Backend):
 
 
 def _statuses(stage: str, tasks: List[int]) -> Dict[int, tuple]:
+    from .._restore import parse_status
     found = {}
     for task in tasks:
         try:
@@ -211,7 +246,7 @@ def _stderr_tail(record, lines: int = 15) -> str:
     return " | ".join(line for line in text.strip().splitlines()[-lines:] if line.strip())
 
 
-def _await_handoff(job_id: str, stage: str, tasks: List[int], poll: float = 0.1) -> None:
+def _await_handoff(job_id: str, stage: str, tasks: List[int], poll: float = 0.005) -> None:
     """Wait (as long as the job is pending) until a task reports the program
     rebuilt; raise TeleportError with Slurm's or the task's reason otherwise."""
     last_check = 0.0
@@ -241,3 +276,4 @@ def _await_handoff(job_id: str, stage: str, tasks: List[int], poll: float = 0.1)
                     + (f"; its stderr: {detail}" if detail else "")
                     + " (check the python and setup options for the job's nodes)")
         time.sleep(poll)
+        poll = min(poll * 1.5, 0.1)     # the job usually starts within a second
