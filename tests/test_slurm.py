@@ -112,7 +112,13 @@ def test_array_job_task_indices(tmp_path):
         say("before", pyteleport.task_index())
         pyteleport.teleport(backend="slurm", **OPTIONS)
         i = pyteleport.task_index()
-        say("task", i, data[i], os.environ["SLURM_ARRAY_TASK_ID"])
+        import time
+        for k in range(3):
+            # a line written in two parts while other tasks write theirs: the
+            # source copies the tasks' files to one stdout, whole lines only
+            print("MOVED task", i, end="", flush=True)
+            time.sleep(0.2)
+            print("", data[i], os.environ["SLURM_ARRAY_TASK_ID"], "line", k, flush=True)
     """.replace("\n        ", "\n"))
     proc = run_python([prog], tmp_path, env_extra=_env(
         tmp_path, wait=True, array=4, output=str(tmp_path / "job-%A_%a.out"),
@@ -120,7 +126,8 @@ def test_array_job_task_indices(tmp_path):
     assert proc.returncode == 0, describe(proc)
     lines = proc.stdout.splitlines()
     assert lines[0] == "SAME before None", describe(proc)
-    assert sorted(lines[1:]) == [f"MOVED task {i} {10 * (i + 1)} {i}" for i in range(4)], describe(proc)
+    assert sorted(lines[1:]) == [f"MOVED task {i} {10 * (i + 1)} {i} line {k}"
+                                 for i in range(4) for k in range(3)], describe(proc)
 
 
 @pytest.mark.parametrize("options,reason", [

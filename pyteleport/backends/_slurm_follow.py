@@ -26,27 +26,44 @@ class Tail:
         self.path = path
         self.out = out
         self.pos = 0
+        self.held = b""     # the start of a line not copied yet
 
-    def pump(self) -> bool:
-        """Copy what is new; whether there was anything."""
+    def pump(self, whole_lines: bool = False) -> bool:
+        """Copy what is new; whether there was anything.  ``whole_lines``
+        (several files copied to one stream, e.g. array tasks): copy only
+        up to the last line end (``\\n``, or ``\\r`` of a progress bar), so
+        that lines of two tasks never mix."""
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.pos)
                 data = f.read()
         except OSError:
             return False
-        if data:
+        grew = bool(data)
+        if grew:
             self.pos += len(data)
-            if self.out is not None:
-                try:
-                    self.out.write(data)
-                    self.out.flush()
-                except (OSError, ValueError):
-                    # our stream is gone (closed pipe, hung-up terminal): the
-                    # job goes on, its output stays in its file
-                    self.out = None
-                    _log.info("slurm backend: cannot copy %s any more", self.path)
-        return bool(data)
+            data, self.held = self.held + data, b""
+            if whole_lines:
+                end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+                data, self.held = data[:end], data[end:]
+            self._write(data)
+        return grew
+
+    def finish(self) -> None:
+        """Copy a last line that has no line end."""
+        data, self.held = self.held, b""
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        if data and self.out is not None:
+            try:
+                self.out.write(data)
+                self.out.flush()
+            except (OSError, ValueError):
+                # our stream is gone (closed pipe, hung-up terminal): the
+                # job goes on, its output stays in its file
+                self.out = None
+                _log.info("slurm backend: cannot copy %s any more", self.path)
 
 
 def _record_id(record: JobRecord, fallback: str) -> str:
@@ -138,8 +155,10 @@ class Follower:
 
     def pump(self) -> bool:
         grew = False
-        for tail in list(self.tails.values()):
-            grew = tail.pump() or grew
+        tails = list(self.tails.values())
+        for tail in tails:
+            shared = sum(other.out is tail.out for other in tails) > 1
+            grew = tail.pump(whole_lines=shared) or grew
         return grew
 
     def job_ids(self) -> List[str]:
@@ -159,6 +178,8 @@ class Follower:
                 self.refresh()
                 if not self.active:
                     self.pump()
+                    for tail in self.tails.values():
+                        tail.finish()
                     return max(self.codes.values(), default=0)
             poll = self.POLL_MIN if self.pump() else min(poll * 1.5, self.POLL_MAX)
             time.sleep(poll)
