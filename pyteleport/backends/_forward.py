@@ -20,8 +20,13 @@ from typing import List, Optional
 
 from . import Target, _boot
 from ._channel import READ_SIZE, Channel
+from ._wakeup import Wakeup
 
 log = logging.getLogger("pyteleport")
+
+def _noted_by_wakeup(_signum, _frame) -> None:
+    """A Python handler that does nothing: the signal is taken from the wakeup fd."""
+
 
 LOST = 255
 # the source's own input read ahead at most, while the target does not take it
@@ -110,39 +115,36 @@ class StreamTarget(Target):
         self.tx = bytearray()           # frames not yet written to the target
         self.stdin_state = "open"      # open | paused (background tty) | done
         self.stdout_gone = False
-        # from the handoff on, signals are for the program: take them now
-        self.wake_r, self.wake_w = os.pipe()
-        os.set_blocking(self.wake_r, False)
-        os.set_blocking(self.wake_w, False)
-        self.previous = self._install(self.wake_w)
+        # from the handoff on, signals are for the program: take them now.
+        # They are read from the interpreter's wakeup fd, written by the
+        # interrupt itself: a signal landing just before poll() wakes it.
+        self.wake = Wakeup().__enter__()
+        self.previous = self._install()
 
     # -- signals --------------------------------------------------------------
 
-    def _install(self, wake_w: int):
+    def _install(self):
         previous = {}
-
-        def on_signal(signum, _frame):
-            self.signals.append(signal.Signals(signum).name)
-            try:
-                os.write(wake_w, b"\0")
-            except OSError:
-                pass
-
-        def on_cont(_signum, _frame):
-            if self.stdin_state == "paused":
-                self.stdin_state = "open"
-            try:
-                os.write(wake_w, b"\0")
-            except OSError:
-                pass
-
         for name in _boot.FORWARDED:
             sig = getattr(signal, name)
-            previous[sig] = signal.signal(sig, on_signal)
-        previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, on_cont)
+            previous[sig] = signal.signal(sig, _noted_by_wakeup)
+        previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, _noted_by_wakeup)
         # reading a terminal from the background gives EIO instead of stopping us
         previous[signal.SIGTTIN] = signal.signal(signal.SIGTTIN, signal.SIG_IGN)
         return previous
+
+    def _take_signals(self) -> None:
+        for signum in self.wake.drain():
+            if signum == signal.SIGCONT:
+                if self.stdin_state == "paused":
+                    self.stdin_state = "open"
+                continue
+            try:
+                name = signal.Signals(signum).name
+            except ValueError:      # a signal the program handles itself
+                continue
+            if name in _boot.FORWARDED:
+                self.signals.append(name)
 
     # -- the loop -------------------------------------------------------------
 
@@ -156,7 +158,7 @@ class StreamTarget(Target):
         if not _stdin_usable():
             self.tx += frame(_boot.EOF)
             self.stdin_state = "done"
-        wake_r, wake_w, previous = self.wake_r, self.wake_w, self.previous
+        wake_r, previous = self.wake.fd, self.previous
         last_err = b""
         try:
             while not (ch.out_eof and ch.err_eof):
@@ -176,10 +178,7 @@ class StreamTarget(Target):
                     poller.register(0, select.POLLIN)
                 for fd, event in poller.poll():
                     if fd == wake_r:
-                        try:
-                            os.read(wake_r, 512)
-                        except BlockingIOError:
-                            pass
+                        self._take_signals()
                     elif fd == ch.out:
                         data = _read(fd)
                         if not data:
@@ -204,8 +203,7 @@ class StreamTarget(Target):
                     signal.signal(sig, handler)
                 except (TypeError, ValueError, OSError):
                     pass
-            os.close(wake_r)
-            os.close(wake_w)
+            self.wake.__exit__(None, None, None)
         code = ch.proc.wait()
         if self.filter.code is not None:
             return self.filter.code
