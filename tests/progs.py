@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from harness import run_command
@@ -41,6 +42,28 @@ def describe(proc: subprocess.CompletedProcess) -> str:
         f"\ncommand: {proc.args}\nexit code: {proc.returncode}\n"
         f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
     )
+
+
+def processes(argv) -> list:
+    """pids of the processes running exactly ``argv``."""
+    want = "\0".join(argv) + "\0"
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline") as f:
+                if entry.isdigit() and f.read() == want:
+                    found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def wait_no_process(argv, timeout: float = 20.0) -> list:
+    """Wait until no process runs ``argv``; the pids still running it."""
+    deadline = time.monotonic() + timeout
+    while processes(argv) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return processes(argv)
 
 
 def console_script() -> Path:

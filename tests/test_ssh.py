@@ -16,7 +16,7 @@ import time
 import pytest
 
 from harness import assert_differential, last_stderr_line
-from progs import describe, run_python, write_program
+from progs import describe, run_python, wait_no_process, write_program
 
 PRELUDE = """\
 import json, os, sys
@@ -296,6 +296,110 @@ say(os.getcwd())
         "setup-output",
         f"MOVED {work}",
     ], describe(proc)
+
+
+# the program's children after a failed move: none may be left (ssh, shells)
+CHILDREN = """
+def children():
+    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as f:
+        return f.read().split()
+"""
+
+
+def test_setup_hangs_then_timeout_and_retry(sshd, tmp_path):
+    """A setup that never ends: TeleportError naming the host and the
+    timeout, nothing left running there, and the retry moves."""
+    prog = write_program(tmp_path, PRELUDE + CHILDREN + """
+import time
+state = [1]
+t0 = time.monotonic()
+try:
+    pyteleport.teleport(backend="ssh", setup="sleep 6171", handoff_timeout=3, **OPTIONS)
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+say("waited", 3 <= time.monotonic() - t0 < 20, "children", children())
+state.append(2)
+pyteleport.teleport(backend="ssh", **OPTIONS)
+say("state", state)
+""")
+    proc = run_python([prog], tmp_path, env_extra=_env(sshd))
+    assert proc.returncode == 0, describe(proc)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == ("SAME ERROR ssh backend (testhost): the target did not start (connection, setup, "
+                        "Python) within 3 s (handoff_timeout); it is stopped and the program goes on here: "
+                        "raise handoff_timeout or PYTELEPORT_HANDOFF_TIMEOUT if that takes longer"), describe(proc)
+    assert lines[1:] == ["SAME waited True children []", "MOVED state [1, 2]"], describe(proc)
+    assert wait_no_process(["sleep", "6171"]) == [], "the setup still runs on the target"
+
+
+def test_silent_server_timeout_then_retry(sshd, tmp_path):
+    """A server that accepts the connection and never speaks; the timeout
+    comes from PYTELEPORT_HANDOFF_TIMEOUT."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    prog = write_program(tmp_path, PRELUDE + CHILDREN + """
+silent = dict(OPTIONS, host="127.0.0.1", port=int(sys.argv[1]))
+try:
+    pyteleport.teleport(backend="ssh", **silent)
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+say("children", children())
+pyteleport.teleport(backend="ssh", handoff_timeout=60, **OPTIONS)
+say("moved")
+""")
+    try:
+        proc = run_python([prog, str(port)], tmp_path,
+                          env_extra={**_env(sshd), "PYTELEPORT_HANDOFF_TIMEOUT": "2"})
+    finally:
+        listener.close()
+    assert proc.returncode == 0, describe(proc)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"SAME ERROR ssh backend (127.0.0.1 port {port}): the target did not start "
+                               "(connection, setup, Python) within 2 s (handoff_timeout)"), describe(proc)
+    assert lines[1:] == ["SAME children []", "MOVED moved"], describe(proc)
+
+
+def test_rebuild_hangs_then_timeout(sshd, tmp_path):
+    """The target takes the payload but hangs while rebuilding (an object
+    whose unpickling sleeps): stopped there, the program goes on here."""
+    pidfile = tmp_path / "target.pid"
+    prog = write_program(tmp_path, PRELUDE + f"""
+class Sleepy:
+    def __reduce__(self):
+        return (eval, ("open({str(pidfile)!r}, 'w').write(str(__import__('os').getpid())) and "
+                       "__import__('time').sleep(600)",))
+
+blocker = Sleepy()
+try:
+    pyteleport.teleport(backend="ssh", handoff_timeout=4, **OPTIONS)
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+del blocker
+pyteleport.teleport(backend="ssh", **OPTIONS)
+say("moved")
+""")
+    proc = run_python([prog], tmp_path, env_extra=_env(sshd))
+    assert proc.returncode == 0, describe(proc)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("SAME ERROR ssh backend (testhost): the target did not confirm that it rebuilt "
+                               "the program within 4 s (handoff_timeout); it is stopped"), describe(proc)
+    assert lines[1:] == ["MOVED moved"], describe(proc)
+    assert _wait_gone(int(pidfile.read_text())), "the target still runs"
+
+
+def test_handoff_timeout_option_checked(sshd, tmp_path):
+    prog = write_program(tmp_path, PRELUDE + """
+try:
+    pyteleport.teleport(backend="ssh", handoff_timeout=-1, **OPTIONS)
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+""")
+    proc = run_python([prog], tmp_path, env_extra=_env(sshd))
+    assert proc.stdout.splitlines() == [
+        "SAME ERROR ssh backend: handoff_timeout must be a positive number of seconds, not -1"], describe(proc)
 
 
 # --------------------------------------------------------------------------

@@ -46,6 +46,8 @@ INPUT_LIMIT = 64 << 20
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 GROUP_SIGNALS = ("SIGINT", "SIGQUIT", "SIGHUP")
 SHIP_MARKER = ".pyteleport-ship"
+# pid of the script's watchdog (``_stream._watchdog``), stopped once Python runs
+WATCHDOG = "PYTELEPORT_WATCHDOG_PID"
 PACKAGES = ("pyteleport", "dill", "bytecode")
 
 
@@ -467,7 +469,46 @@ def _open_output(path):
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
 
+def _stop_watchdog():
+    """Python runs: the script's watchdog (a subshell and its ``sleep``) must
+    not kill the target any more.  Stopped first, it starts nothing while
+    its processes are killed."""
+    pid = os.environ.pop(WATCHDOG, "")
+    if not pid.isdigit():
+        return
+    import signal
+    pid = int(pid)
+    try:
+        # the shell that started it became this process: it is our child
+        os.kill(pid, signal.SIGSTOP)
+        os.waitpid(pid, os.WUNTRACED)
+        for child in _children(pid):
+            os.kill(child, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except OSError:
+        pass
+
+
+def _children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
 def main():
+    _stop_watchdog()
     offer = decode(sys.argv[1])
     _check_python(offer)
     try:
