@@ -13,6 +13,13 @@ import pytest
 from harness import assert_differential
 from progs import describe, run_python, wait_no_process, write_program
 
+@pytest.fixture(autouse=True)
+def private_cache_home(tmp_path, monkeypatch):
+    """The ship cache of the shells started here goes to the test's folder,
+    not to the account's home."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-home"))
+
+
 PRELUDE = """\
 import json, os, sys
 import pyteleport

@@ -6,8 +6,10 @@ the program goes on where it was, and what happens after the handoff: streams,
 exit codes, Ctrl-C and other signals, a connection that drops, detach.
 """
 
+import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -247,6 +249,54 @@ say("from", os.path.dirname(helper.__file__) != os.path.dirname(__file__))
     log = proc.stderr
     assert "shipping pyteleport, dill, bytecode (the target cannot import them)" in log, describe(proc)
     assert "shipping helper (1 files from" in log and "shipping toolbox (3 files from" in log, describe(proc)
+
+
+SHIPPED = re.compile(r"shipped files: (\d+) sent \((\d+) bytes\), (\d+) from the target's cache \((\d+) bytes\)")
+
+
+def test_ship_cache(sshd, tmp_path):
+    """The second move to a machine that lacks the program's code (and
+    pyteleport, dill, bytecode) sends none of it again: the target's ship
+    cache has it; a damaged cache entry is found by its hash and sent
+    again; ship_cache off sends everything."""
+    code = tmp_path / "code"
+    code.mkdir()
+    helper_text = "VALUE = 41\n"
+    (code / "helper.py").write_text(helper_text)
+    cache = tmp_path / "cache"
+    prog = write_program(code, PRELUDE + f"""
+import logging
+logging.basicConfig(level=logging.DEBUG, format="LOG %(message)s", stream=sys.stderr)
+import helper
+pyteleport.teleport(backend="ssh", env={{"XDG_CACHE_HOME": {str(cache)!r}}}, **OPTIONS)
+say("moved", helper.VALUE)
+""")
+    options = sshd.options("foreign")
+    options["ssh_options"] += ["-o", _hide(code, *_own_packages())]
+
+    def move(**env):
+        proc = run_python([prog], tmp_path, env_extra={"TEST_SSH_OPTIONS": json.dumps(options), **env})
+        assert proc.returncode == 0 and proc.stdout == "MOVED moved 41\n", describe(proc)
+        found = SHIPPED.findall(proc.stderr)
+        assert len(found) == 1, describe(proc)
+        return tuple(map(int, found[0]))
+
+    sent, sent_bytes, from_cache, cached_bytes = move()
+    assert sent > 1 and from_cache == 0 and cached_bytes == 0
+    store = cache / "pyteleport" / "ship"
+    assert oct(store.stat().st_mode & 0o777) == "0o700"
+    entries = {p.name: p for p in store.iterdir()}
+    assert len(entries) == sent
+    assert all(hashlib.sha256(p.read_bytes()).hexdigest() == name for name, p in entries.items())
+
+    assert move() == (0, 0, sent, sent_bytes)
+
+    helper_entry = entries[hashlib.sha256(helper_text.encode()).hexdigest()]
+    helper_entry.write_text("VALUE = 'damaged'\n")
+    assert move() == (1, len(helper_text), sent - 1, sent_bytes - len(helper_text))
+    assert helper_entry.read_text() == helper_text
+
+    assert move(PYTELEPORT_SHIP_CACHE="0") == (sent, sent_bytes, 0, 0)
 
 
 def test_explicit_ship_and_file_gone(sshd, tmp_path):

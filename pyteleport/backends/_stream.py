@@ -157,6 +157,10 @@ class StreamBackend(Backend):
         target's start (connection, ``setup``, Python), taking the payload,
         confirming the rebuild (default 600; ``PYTELEPORT_HANDOFF_TIMEOUT``).
         Past it the target is killed and the program goes on here.
+    :param ship_cache: ``True`` (default; ``PYTELEPORT_SHIP_CACHE=0``
+        disables it): the target keeps the shipped files in
+        ``~/.cache/pyteleport/ship`` (``$XDG_CACHE_HOME``), by content hash,
+        and later moves send only what it does not hold.
     """
 
     name = "?"
@@ -164,7 +168,8 @@ class StreamBackend(Backend):
     def __init__(self, *, python: Optional[str] = None, setup: Union[str, Sequence[str], None] = None,
                  cwd: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
                  ship: Union[bool, Sequence[Union[str, os.PathLike]]] = True,
-                 detach: Union[bool, str] = False, handoff_timeout: Optional[float] = None):
+                 detach: Union[bool, str] = False, handoff_timeout: Optional[float] = None,
+                 ship_cache: Optional[bool] = None):
         if python is not None and (not isinstance(python, str) or not python):
             raise TeleportError(f"{self.name} backend: python must be a command name or a path, not {python!r}")
         if setup is None:
@@ -188,6 +193,9 @@ class StreamBackend(Backend):
         self.ship = ship
         self.detach = detach
         self.handoff_timeout = handoff_timeout_option(handoff_timeout, f"{self.name} backend")
+        if ship_cache is None:
+            ship_cache = os.environ.get("PYTELEPORT_SHIP_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
+        self.ship_cache = bool(ship_cache)
         self._started = None   # (proc, channel, plan, token, start time) between prepare() and spawn()
         self._phase = ""       # the step of the handoff under way, for a timeout's message
 
@@ -271,7 +279,13 @@ class StreamBackend(Backend):
             self._started = (proc, ch, None, token, started_at)
             plan = _ship.make_plan(self.ship)
             self._started = (proc, ch, plan, token, started_at)
-            manifest = {"pyteleport": _ship.pyteleport_digest(), "files": plan.offer_files()}
+            manifest = {"pyteleport": _ship.pyteleport_digest(), "files": plan.offer_files(),
+                        "cache": self.ship_cache}
+            if self.ship_cache:
+                # what may travel, for the target to look up in its cache
+                manifest["packages"] = {name: [f.sha for f in _ship.package_files(name)]
+                                        for name in _boot.PACKAGES}
+                manifest["explicit"] = [f.sha for f in plan.explicit]
             data = _boot.encode(manifest).encode("ascii")
             try:
                 ch.write(len(data).to_bytes(4, "big") + data)
@@ -345,7 +359,11 @@ class StreamBackend(Backend):
         progress = Progress(moved.size, "teleport")
         self._phase = "take the payload"
         try:
-            _ship.write_bundle(ch, files)
+            sent, sent_bytes = _ship.write_bundle(ch, files, hello["cached"])
+            if files:
+                log.debug("%s: shipped files: %d sent (%d bytes), %d from the target's cache (%d bytes)",
+                          what, sent, sent_bytes, len(files) - sent,
+                          sum(f.size for f in files) - sent_bytes)
             moved.write_to(ch, progress)
         except BrokenPipeError:
             pass   # the target stopped reading: its status says why
@@ -411,7 +429,7 @@ class StreamBackend(Backend):
             prefix = roots[unit.root][len(ship_dir) + 1:]
             for path, size, mode in unit.files:
                 rel = os.path.relpath(path, unit.root_abs).replace(os.sep, "/")
-                files.append(_ship.ShipFile(path, f"{prefix}/{rel}", size, mode))
+                files.append(_ship.ShipFile(path, f"{prefix}/{rel}", size, mode, _ship.file_sha(path)))
             log.debug("%s: shipping %s (%d files from %s): the target lacks it", what, unit.name,
                       len(unit.files), unit.root_abs)
         return files, front, roots
