@@ -611,23 +611,34 @@ def _open_output(path):
 
 def _stop_watchdog():
     """Python runs: the script's watchdog (a subshell and its ``sleep``) must
-    not kill the target any more.  Stopped first, it starts nothing while
-    its processes are killed."""
+    not kill the target any more.  Stopped first (when it is our child: the
+    shell that started it became this process), it starts nothing while its
+    processes are killed."""
     pid = os.environ.pop(WATCHDOG, "")
     if not pid.isdigit():
         return
     import signal
     pid = int(pid)
+    ours = _parent(pid) == os.getpid()
     try:
-        # the shell that started it became this process: it is our child
-        os.kill(pid, signal.SIGSTOP)
-        os.waitpid(pid, os.WUNTRACED)
+        if ours:
+            os.kill(pid, signal.SIGSTOP)
+            os.waitpid(pid, os.WUNTRACED)
         for child in _children(pid):
             os.kill(child, signal.SIGKILL)
         os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
+        if ours:
+            os.waitpid(pid, 0)
     except OSError:
         pass
+
+
+def _parent(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _children(pid):
@@ -636,15 +647,7 @@ def _children(pid):
             return [int(c) for c in f.read().split()]
     except OSError:
         pass
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open("/proc/%s/stat" % entry) as f:
-                if entry.isdigit() and int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                    found.append(int(entry))
-        except (OSError, ValueError, IndexError):
-            pass
-    return found
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _parent(int(e)) == pid]
 
 
 def main():
