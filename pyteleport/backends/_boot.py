@@ -56,14 +56,17 @@ PACKAGES = ("pyteleport", "dill", "bytecode")
 
 
 def tree_digest(directory):
-    """SHA-256 over the ``.py`` files of a package directory (names and contents)."""
+    """SHA-256 over the ``.py`` files of a package directory (names and
+    the SHA-256 of their contents)."""
+    return digest_of_tree((rel, file_digest(os.path.join(directory, rel))) for rel in _py_files(directory))
+
+
+def digest_of_tree(files):
+    """:func:`tree_digest` from ``(relative path, SHA-256)`` pairs."""
     import hashlib
     h = hashlib.sha256()
-    for rel in sorted(_py_files(directory)):
-        h.update(rel.encode("utf-8", "surrogateescape") + b"\0")
-        with open(os.path.join(directory, rel), "rb") as f:
-            h.update(f.read())
-        h.update(b"\0")
+    for rel, sha in sorted(files):
+        h.update(rel.encode("utf-8", "surrogateescape") + b"\0" + sha.encode("ascii") + b"\0")
     return h.hexdigest()
 
 
@@ -380,7 +383,7 @@ def _receive_bundle(ship_dir, use_cache):
     import struct
     if _read_exact(0, len(BUNDLE_MAGIC)) != BUNDLE_MAGIC:
         raise ValueError("bad bundle header")
-    cache = _cache_dir(True) if use_cache else None
+    cache = None   # made when a file arrives: a move that ships nothing leaves no trace
     (count,) = struct.unpack(">I", _read_exact(0, 4))
     for _ in range(count):
         (name_len,) = struct.unpack(">H", _read_exact(0, 2))
@@ -395,9 +398,11 @@ def _receive_bundle(ship_dir, use_cache):
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, (mode & 0o700) | 0o600)
         try:
+            if use_cache and cache is None:
+                cache = _cache_dir(True)
             if kind == CACHED:
                 if cache is None:
-                    raise ValueError("no ship cache for %s" % name)
+                    raise ValueError("the ship cache is gone (%s)" % name)
                 _copy_cached(cache, sha, fd, name)
                 continue
             entry = _cache_entry(cache, sha)

@@ -266,14 +266,26 @@ _digest_cache: Dict[str, str] = {}
 
 
 def package_dir(name: str) -> str:
-    module = sys.modules.get(name) or __import__(name)
-    return os.path.dirname(os.path.abspath(module.__file__))
+    """The folder of an installed package, without importing it (dill is
+    imported only when a payload needs it)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return os.path.dirname(os.path.abspath(module.__file__))
+    import importlib.util
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise TeleportError(f"ship: cannot find the {name} package here")
+    return os.path.abspath(list(spec.submodule_search_locations)[0])
 
 
 def pyteleport_digest() -> str:
+    """``_boot.tree_digest`` of this pyteleport (from :func:`package_files`,
+    whose hashes the ship cache uses too: each file is read once)."""
     directory = package_dir("pyteleport")
     if directory not in _digest_cache:
-        _digest_cache[directory] = _boot.tree_digest(directory)
+        prefix = len("lib/pyteleport/")
+        _digest_cache[directory] = _boot.digest_of_tree(
+            (f.dest[prefix:], f.sha) for f in package_files("pyteleport"))
     return _digest_cache[directory]
 
 
