@@ -44,26 +44,28 @@ def describe(proc: subprocess.CompletedProcess) -> str:
     )
 
 
-def processes(argv) -> list:
-    """pids of the processes running exactly ``argv``."""
-    want = "\0".join(argv) + "\0"
+def processes(argv=None, mentioning: str = "") -> list:
+    """pids of the processes running exactly ``argv``, or whose command line
+    contains ``mentioning``."""
+    want = "\0".join(argv) + "\0" if argv is not None else None
     found = []
     for entry in os.listdir("/proc"):
         try:
             with open(f"/proc/{entry}/cmdline") as f:
-                if entry.isdigit() and f.read() == want:
-                    found.append(int(entry))
+                cmdline = f.read()
         except OSError:
-            pass
+            continue
+        if entry.isdigit() and (cmdline == want if want is not None else mentioning in cmdline):
+            found.append(int(entry))
     return found
 
 
-def wait_no_process(argv, timeout: float = 20.0) -> list:
-    """Wait until no process runs ``argv``; the pids still running it."""
+def wait_no_process(argv=None, mentioning: str = "", timeout: float = 20.0) -> list:
+    """Wait until no process matches (see :func:`processes`); the pids that still do."""
     deadline = time.monotonic() + timeout
-    while processes(argv) and time.monotonic() < deadline:
+    while processes(argv, mentioning) and time.monotonic() < deadline:
         time.sleep(0.1)
-    return processes(argv)
+    return processes(argv, mentioning)
 
 
 def console_script() -> Path:

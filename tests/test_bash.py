@@ -171,6 +171,20 @@ say("state", state)
     assert wait_no_process(["sleep", "6172"], timeout=5) == [], "setup's sleep still runs"
 
 
+def test_nothing_left_after_failed_setup(tmp_path):
+    """A setup that fails ends the shell; its watchdog ends with it."""
+    marker = f"watchdog-marker-{os.getpid()}-{time.monotonic_ns()}"
+    prog = write_program(tmp_path, PRELUDE + f"""
+try:
+    pyteleport.teleport(backend="bash", setup="echo {marker} >&2; exit 3")
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+""")
+    proc = run_python([prog], tmp_path)
+    assert proc.stdout == f"SAME ERROR bash backend (bash -lc): the target did not start: {marker}\n", describe(proc)
+    assert wait_no_process(mentioning=marker, timeout=10) == [], "the watchdog (or the shell) is still there"
+
+
 def test_interrupt_forwarded(tmp_path):
     prog = write_program(tmp_path, PRELUDE + """
 import time

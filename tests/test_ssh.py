@@ -164,6 +164,21 @@ say("moved on retry")
     assert lines[1] == "MOVED moved on retry", describe(proc)
 
 
+def test_nothing_left_after_refusal(sshd, tmp_path):
+    """When the login ends before Python takes over (here: no such
+    interpreter), the script's watchdog ends too."""
+    marker = f"watchdog-marker-{os.getpid()}-{time.monotonic_ns()}"
+    prog = write_program(tmp_path, PRELUDE + f"""
+try:
+    pyteleport.teleport(backend="ssh", python="/nonexistent/python3", setup="true {marker}", **OPTIONS)
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+""")
+    proc = run_python([prog], tmp_path, env_extra=_env(sshd))
+    assert proc.returncode == 0 and proc.stdout.startswith("SAME ERROR ssh backend (testhost): "), describe(proc)
+    assert wait_no_process(mentioning=marker, timeout=10) == [], "the watchdog (or the login) is still there"
+
+
 def _other_interpreter():
     import glob
     here = "%d.%d" % sys.version_info[:2]

@@ -462,15 +462,18 @@ def _watchdog(timeout: float) -> str:
     """Shell lines that start the watchdog of :meth:`StreamBackend.script`.
 
     In the background, with the standard streams closed (the connection ends
-    with the target), a subshell sleeps ``timeout`` then kills the process
-    group, unless the boot program, told its pid in ``_boot.WATCHDOG``, has
-    killed it and its sleep before."""
+    with the target), a subshell sleeps ``timeout`` in steps of a second
+    then kills the process group, unless the boot program, told its pid in
+    ``_boot.WATCHDOG``, has killed it and its sleep before.  It ends by
+    itself within a second of the shell (or the Python it became) ending
+    first: a refusal, a failed ``setup`` or ``exec``."""
     seconds = max(1, int(-(-timeout // 1)))
     return (
         "__pyteleport_wd=\n"
         "read -r _ _ _ _ __pyteleport_pg _ 2>/dev/null </proc/$$/stat\n"
         'if [ "$__pyteleport_pg" = "$$" ]; then\n'
-        f"  (sleep {seconds} && kill -KILL 0) </dev/null >/dev/null 2>&1 &\n"
+        f"  (n=0; while [ $n -lt {seconds} ]; do sleep 1; kill -0 $$ 2>/dev/null || exit 0; n=$((n + 1)); done; "
+        "kill -KILL 0) </dev/null >/dev/null 2>&1 &\n"
         "  __pyteleport_wd=$!\n"
         "fi\n"
         f"export {_boot.WATCHDOG}=$__pyteleport_wd"
