@@ -194,7 +194,8 @@ class StreamBackend(Backend):
         self.detach = detach
         self.handoff_timeout = handoff_timeout_option(handoff_timeout, f"{self.name} backend")
         if ship_cache is None:
-            ship_cache = os.environ.get("PYTELEPORT_SHIP_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
+            ship_cache = os.environ.get("PYTELEPORT_SHIP_CACHE", "1").strip().lower()
+            ship_cache = ship_cache not in ("0", "false", "no", "off")
         self.ship_cache = bool(ship_cache)
         self._started = None   # (proc, channel, plan, token, start time) between prepare() and spawn()
         self._phase = ""       # the step of the handoff under way, for a timeout's message

@@ -48,7 +48,8 @@ class BashBackend(StreamBackend):
         Default: ``["bash", "-lc"]``, a login shell here.
 
     The other options (``python``, ``setup``, ``cwd``, ``env``, ``ship``,
-    ``detach``, ``handoff_timeout``, ``ship_cache``) are those of :class:`~pyteleport.backends._stream.StreamBackend`.
+    ``detach``, ``handoff_timeout``, ``ship_cache``) are those of
+    :class:`~pyteleport.backends._stream.StreamBackend`.
     """
 
     name = "bash"
