@@ -439,7 +439,7 @@ class Sleepy:
 
 blocker = Sleepy()
 try:
-    pyteleport.teleport(backend="ssh", handoff_timeout=4, **OPTIONS)
+    pyteleport.teleport(backend="ssh", handoff_timeout=8, **OPTIONS)
 except pyteleport.TeleportError as e:
     say("ERROR", e)
 del blocker
@@ -450,7 +450,7 @@ say("moved")
     assert proc.returncode == 0, describe(proc)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("SAME ERROR ssh backend (testhost): the target did not confirm that it rebuilt "
-                               "the program within 4 s (handoff_timeout); it is stopped"), describe(proc)
+                               "the program within 8 s (handoff_timeout); it is stopped"), describe(proc)
     assert lines[1:] == ["MOVED moved"], describe(proc)
     assert _wait_gone(int(pidfile.read_text())), "the target still runs"
 
