@@ -35,6 +35,8 @@ TRAILER_MAGIC = b"PTEND"
 KIND_BYTEARRAY = b"a"
 KIND_BYTES = b"b"
 CHUNK = 1 << 20
+# parts this large are read into a buffer that is not zero-filled first
+RAW_ALLOC = 1 << 20
 
 
 class PayloadError(Exception):
@@ -171,7 +173,7 @@ class _Reader:
         if kind == KIND_BYTES and n > 1:
             buf, view = _fresh_bytes(n)
         else:
-            buf = bytearray(n)
+            buf = _fresh_bytearray(n) if n >= RAW_ALLOC else bytearray(n)
             view = memoryview(buf)
         got = 0
         while got < n:
@@ -185,16 +187,29 @@ class _Reader:
         return buf
 
 
+def _pythonapi(name: str):
+    import ctypes
+    func = getattr(ctypes.pythonapi, name)
+    func.restype = ctypes.py_object
+    func.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
+    return func
+
+
+def _fresh_bytearray(n: int) -> bytearray:
+    """A new ``bytearray`` of length ``n`` with the allocator's content:
+    ``bytearray(n)`` zero-fills it, which for a large buffer faults every
+    page in before the read writes it again (a fifth of the target's CPU
+    time for a 1 GiB array over ssh)."""
+    return _pythonapi("PyByteArray_FromStringAndSize")(None, n)
+
+
 def _fresh_bytes(n: int):
     """A new, unshared ``bytes`` of length ``n`` and a writable view of its
     storage, so that a large bytes object is read in place instead of being
     copied out of a bytearray.  Nothing else can see the object until the
     pickle hands it to the program."""
     import ctypes
-    alloc = ctypes.pythonapi.PyBytes_FromStringAndSize
-    alloc.restype = ctypes.py_object
-    alloc.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
-    obj = alloc(None, n)
+    obj = _pythonapi("PyBytes_FromStringAndSize")(None, n)
     data = id(obj) + sys.getsizeof(b"") - 1   # offset of ob_sval: the header size
     return obj, memoryview((ctypes.c_char * n).from_address(data)).cast("B")
 

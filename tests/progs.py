@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from harness import run_command
@@ -41,6 +42,30 @@ def describe(proc: subprocess.CompletedProcess) -> str:
         f"\ncommand: {proc.args}\nexit code: {proc.returncode}\n"
         f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
     )
+
+
+def processes(argv=None, mentioning: str = "") -> list:
+    """pids of the processes running exactly ``argv``, or whose command line
+    contains ``mentioning``."""
+    want = "\0".join(argv) + "\0" if argv is not None else None
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline") as f:
+                cmdline = f.read()
+        except OSError:
+            continue
+        if entry.isdigit() and (cmdline == want if want is not None else mentioning in cmdline):
+            found.append(int(entry))
+    return found
+
+
+def wait_no_process(argv=None, mentioning: str = "", timeout: float = 20.0) -> list:
+    """Wait until no process matches (see :func:`processes`); the pids that still do."""
+    deadline = time.monotonic() + timeout
+    while processes(argv, mentioning) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return processes(argv, mentioning)
 
 
 def console_script() -> Path:

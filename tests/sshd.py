@@ -18,7 +18,9 @@ Host aliases of the ``ssh_config``:
   lacks those files.
 
 The login's ``PATH`` starts with a folder of stand-ins for site tools that
-``setup`` lines use (``conda``: prints what it was asked, changes nothing).
+``setup`` lines use (``conda``: prints what it was asked, changes nothing);
+its ``XDG_CACHE_HOME`` is a folder of the server's (pyteleport's ship cache
+stays out of the account's home).
 """
 
 from __future__ import annotations
@@ -147,7 +149,7 @@ UsePAM no
 StrictModes no
 PrintMotd no
 AcceptEnv PYTELEPORT_TEST_HIDE
-SetEnv PATH={login_path}
+SetEnv PATH={login_path} XDG_CACHE_HOME={d / "cache"}
 MaxStartups 64:30:128
 LogLevel ERROR
 """)

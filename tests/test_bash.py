@@ -11,7 +11,14 @@ import time
 import pytest
 
 from harness import assert_differential
-from progs import describe, run_python, write_program
+from progs import describe, run_python, wait_no_process, write_program
+
+@pytest.fixture(autouse=True)
+def private_cache_home(tmp_path, monkeypatch):
+    """The ship cache of the shells started here goes to the test's folder,
+    not to the account's home."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache-home"))
+
 
 PRELUDE = """\
 import json, os, sys
@@ -134,6 +141,48 @@ say("carried on", data)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("SAME ERROR ") and reason in lines[0], describe(proc)
     assert lines[1] == "SAME carried on {'kept': True, 'after': 1}", describe(proc)
+
+
+def test_setup_hangs_then_timeout_and_retry(tmp_path):
+    """A setup that never ends: the shell and what it started are killed (its
+    own process group), TeleportError names the command and the timeout,
+    and the retry moves."""
+    prog = write_program(tmp_path, PRELUDE + """
+state = [1]
+try:
+    pyteleport.teleport(backend="bash", setup="sleep 6172", handoff_timeout=2)
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as f:
+    say("children", f.read().split())
+state.append(2)
+pyteleport.teleport(backend="bash")
+say("state", state)
+""")
+    proc = run_python([prog], tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout.splitlines() == [
+        "SAME ERROR bash backend (bash -lc): the target did not start (connection, setup, Python) within 2 s "
+        "(handoff_timeout); it is stopped and the program goes on here: raise handoff_timeout or "
+        "PYTELEPORT_HANDOFF_TIMEOUT if that takes longer",
+        "SAME children []",
+        "MOVED state [1, 2]",
+    ], describe(proc)
+    assert wait_no_process(["sleep", "6172"], timeout=5) == [], "setup's sleep still runs"
+
+
+def test_nothing_left_after_failed_setup(tmp_path):
+    """A setup that fails ends the shell; its watchdog ends with it."""
+    marker = f"watchdog-marker-{os.getpid()}-{time.monotonic_ns()}"
+    prog = write_program(tmp_path, PRELUDE + f"""
+try:
+    pyteleport.teleport(backend="bash", setup="echo {marker} >&2; exit 3")
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+""")
+    proc = run_python([prog], tmp_path)
+    assert proc.stdout == f"SAME ERROR bash backend (bash -lc): the target did not start: {marker}\n", describe(proc)
+    assert wait_no_process(mentioning=marker, timeout=10) == [], "the watchdog (or the shell) is still there"
 
 
 def test_interrupt_forwarded(tmp_path):

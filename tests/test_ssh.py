@@ -6,8 +6,10 @@ the program goes on where it was, and what happens after the handoff: streams,
 exit codes, Ctrl-C and other signals, a connection that drops, detach.
 """
 
+import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import time
 import pytest
 
 from harness import assert_differential, last_stderr_line
-from progs import describe, run_python, write_program
+from progs import describe, run_python, wait_no_process, write_program
 
 PRELUDE = """\
 import json, os, sys
@@ -162,6 +164,21 @@ say("moved on retry")
     assert lines[1] == "MOVED moved on retry", describe(proc)
 
 
+def test_nothing_left_after_refusal(sshd, tmp_path):
+    """When the login ends before Python takes over (here: no such
+    interpreter), the script's watchdog ends too."""
+    marker = f"watchdog-marker-{os.getpid()}-{time.monotonic_ns()}"
+    prog = write_program(tmp_path, PRELUDE + f"""
+try:
+    pyteleport.teleport(backend="ssh", python="/nonexistent/python3", setup="true {marker}", **OPTIONS)
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+""")
+    proc = run_python([prog], tmp_path, env_extra=_env(sshd))
+    assert proc.returncode == 0 and proc.stdout.startswith("SAME ERROR ssh backend (testhost): "), describe(proc)
+    assert wait_no_process(mentioning=marker, timeout=10) == [], "the watchdog (or the login) is still there"
+
+
 def _other_interpreter():
     import glob
     here = "%d.%d" % sys.version_info[:2]
@@ -249,6 +266,54 @@ say("from", os.path.dirname(helper.__file__) != os.path.dirname(__file__))
     assert "shipping helper (1 files from" in log and "shipping toolbox (3 files from" in log, describe(proc)
 
 
+SHIPPED = re.compile(r"shipped files: (\d+) sent \((\d+) bytes\), (\d+) from the target's cache \((\d+) bytes\)")
+
+
+def test_ship_cache(sshd, tmp_path):
+    """The second move to a machine that lacks the program's code (and
+    pyteleport, dill, bytecode) sends none of it again: the target's ship
+    cache has it; a damaged cache entry is found by its hash and sent
+    again; ship_cache off sends everything."""
+    code = tmp_path / "code"
+    code.mkdir()
+    helper_text = "VALUE = 41\n"
+    (code / "helper.py").write_text(helper_text)
+    cache = tmp_path / "cache"
+    prog = write_program(code, PRELUDE + f"""
+import logging
+logging.basicConfig(level=logging.DEBUG, format="LOG %(message)s", stream=sys.stderr)
+import helper
+pyteleport.teleport(backend="ssh", env={{"XDG_CACHE_HOME": {str(cache)!r}}}, **OPTIONS)
+say("moved", helper.VALUE)
+""")
+    options = sshd.options("foreign")
+    options["ssh_options"] += ["-o", _hide(code, *_own_packages())]
+
+    def move(**env):
+        proc = run_python([prog], tmp_path, env_extra={"TEST_SSH_OPTIONS": json.dumps(options), **env})
+        assert proc.returncode == 0 and proc.stdout == "MOVED moved 41\n", describe(proc)
+        found = SHIPPED.findall(proc.stderr)
+        assert len(found) == 1, describe(proc)
+        return tuple(map(int, found[0]))
+
+    sent, sent_bytes, from_cache, cached_bytes = move()
+    assert sent > 1 and from_cache == 0 and cached_bytes == 0
+    store = cache / "pyteleport" / "ship"
+    assert oct(store.stat().st_mode & 0o777) == "0o700"
+    entries = {p.name: p for p in store.iterdir()}
+    assert len(entries) == sent
+    assert all(hashlib.sha256(p.read_bytes()).hexdigest() == name for name, p in entries.items())
+
+    assert move() == (0, 0, sent, sent_bytes)
+
+    helper_entry = entries[hashlib.sha256(helper_text.encode()).hexdigest()]
+    helper_entry.write_text("VALUE = 'damaged'\n")
+    assert move() == (1, len(helper_text), sent - 1, sent_bytes - len(helper_text))
+    assert helper_entry.read_text() == helper_text
+
+    assert move(PYTELEPORT_SHIP_CACHE="0") == (sent, sent_bytes, 0, 0)
+
+
 def test_explicit_ship_and_file_gone(sshd, tmp_path):
     """ship=[...] sends what the program imports only later; a file open for
     reading that the target lacks is refused with the target's reason."""
@@ -296,6 +361,110 @@ say(os.getcwd())
         "setup-output",
         f"MOVED {work}",
     ], describe(proc)
+
+
+# the program's children after a failed move: none may be left (ssh, shells)
+CHILDREN = """
+def children():
+    with open(f"/proc/{os.getpid()}/task/{os.getpid()}/children") as f:
+        return f.read().split()
+"""
+
+
+def test_setup_hangs_then_timeout_and_retry(sshd, tmp_path):
+    """A setup that never ends: TeleportError naming the host and the
+    timeout, nothing left running there, and the retry moves."""
+    prog = write_program(tmp_path, PRELUDE + CHILDREN + """
+import time
+state = [1]
+t0 = time.monotonic()
+try:
+    pyteleport.teleport(backend="ssh", setup="sleep 6171", handoff_timeout=3, **OPTIONS)
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+say("waited", 3 <= time.monotonic() - t0 < 20, "children", children())
+state.append(2)
+pyteleport.teleport(backend="ssh", **OPTIONS)
+say("state", state)
+""")
+    proc = run_python([prog], tmp_path, env_extra=_env(sshd))
+    assert proc.returncode == 0, describe(proc)
+    lines = proc.stdout.splitlines()
+    assert lines[0] == ("SAME ERROR ssh backend (testhost): the target did not start (connection, setup, "
+                        "Python) within 3 s (handoff_timeout); it is stopped and the program goes on here: "
+                        "raise handoff_timeout or PYTELEPORT_HANDOFF_TIMEOUT if that takes longer"), describe(proc)
+    assert lines[1:] == ["SAME waited True children []", "MOVED state [1, 2]"], describe(proc)
+    assert wait_no_process(["sleep", "6171"]) == [], "the setup still runs on the target"
+
+
+def test_silent_server_timeout_then_retry(sshd, tmp_path):
+    """A server that accepts the connection and never speaks; the timeout
+    comes from PYTELEPORT_HANDOFF_TIMEOUT."""
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    prog = write_program(tmp_path, PRELUDE + CHILDREN + """
+silent = dict(OPTIONS, host="127.0.0.1", port=int(sys.argv[1]))
+try:
+    pyteleport.teleport(backend="ssh", **silent)
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+say("children", children())
+pyteleport.teleport(backend="ssh", handoff_timeout=60, **OPTIONS)
+say("moved")
+""")
+    try:
+        proc = run_python([prog, str(port)], tmp_path,
+                          env_extra={**_env(sshd), "PYTELEPORT_HANDOFF_TIMEOUT": "2"})
+    finally:
+        listener.close()
+    assert proc.returncode == 0, describe(proc)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(f"SAME ERROR ssh backend (127.0.0.1 port {port}): the target did not start "
+                               "(connection, setup, Python) within 2 s (handoff_timeout)"), describe(proc)
+    assert lines[1:] == ["SAME children []", "MOVED moved"], describe(proc)
+
+
+def test_rebuild_hangs_then_timeout(sshd, tmp_path):
+    """The target takes the payload but hangs while rebuilding (an object
+    whose unpickling sleeps): stopped there, the program goes on here."""
+    pidfile = tmp_path / "target.pid"
+    prog = write_program(tmp_path, PRELUDE + f"""
+class Sleepy:
+    def __reduce__(self):
+        return (eval, ("open({str(pidfile)!r}, 'w').write(str(__import__('os').getpid())) and "
+                       "__import__('time').sleep(600)",))
+
+blocker = Sleepy()
+try:
+    pyteleport.teleport(backend="ssh", handoff_timeout=8, **OPTIONS)
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+del blocker
+pyteleport.teleport(backend="ssh", **OPTIONS)
+say("moved")
+""")
+    proc = run_python([prog], tmp_path, env_extra=_env(sshd))
+    assert proc.returncode == 0, describe(proc)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("SAME ERROR ssh backend (testhost): the target did not confirm that it rebuilt "
+                               "the program within 8 s (handoff_timeout); it is stopped"), describe(proc)
+    assert lines[1:] == ["MOVED moved"], describe(proc)
+    assert _wait_gone(int(pidfile.read_text())), "the target still runs"
+
+
+def test_handoff_timeout_option_checked(sshd, tmp_path):
+    prog = write_program(tmp_path, PRELUDE + """
+try:
+    pyteleport.teleport(backend="ssh", handoff_timeout=-1, **OPTIONS)
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+""")
+    proc = run_python([prog], tmp_path, env_extra=_env(sshd))
+    assert proc.stdout.splitlines() == [
+        "SAME ERROR ssh backend: handoff_timeout must be a positive number of seconds, not -1"], describe(proc)
 
 
 # --------------------------------------------------------------------------

@@ -10,11 +10,13 @@ command's stdin and stdout (see ``_stream.py`` for the other end):
    *offer* on the command line, read the *manifest* from stdin and look up
    what is already there: the same pyteleport (by content), dill, bytecode,
    and the program's own files (by absolute path, size and SHA-256);
-2. reply with one *hello* line on stdout: what it needs, its pid, working
-   directory, ``sys.path`` and environment (the source adapts the program's
-   context to them);
+2. reply with one *hello* line on stdout: what it needs, which of those its
+   ship cache holds, its pid, working directory, ``sys.path`` and
+   environment (the source adapts the program's context to them);
 3. read the *bundle* of shipped files from stdin into a private temporary
-   directory (mode 0700);
+   directory (mode 0700); with the ship cache, files whose hash the hello
+   listed come from the cache instead (checked again), and the others are
+   added to it;
 4. fork: the child becomes the program (``pyteleport._restore.restore`` reads
    the payload from stdin, sends the status line, runs the program); the
    parent is the *relay*: it feeds the program's stdin from the frames that
@@ -35,7 +37,9 @@ HELLO = "\x1b[PYTELEPORT-HELLO {}] "
 EXIT = "\x1b[PYTELEPORT-EXIT {}] "
 STATUS = "\x1b[PYTELEPORT-STATUS] "   # the same as pyteleport._restore.STATUS_MARKER
 
-BUNDLE_MAGIC = b"PTSHIP1\n"
+BUNDLE_MAGIC = b"PTSHIP2\n"
+# a bundle record's content: follows, or is the ship cache's file of that hash
+CONTENT, CACHED = b"D", b"C"
 # frames that follow the payload on stdin: type byte + u32 length + data
 FRAME_HEADER = ">cI"
 DATA, EOF, SIGNAL = b"D", b"E", b"S"
@@ -46,18 +50,23 @@ INPUT_LIMIT = 64 << 20
 FORWARDED = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 GROUP_SIGNALS = ("SIGINT", "SIGQUIT", "SIGHUP")
 SHIP_MARKER = ".pyteleport-ship"
+# pid of the script's watchdog (``_stream._watchdog``), stopped once Python runs
+WATCHDOG = "PYTELEPORT_WATCHDOG_PID"
 PACKAGES = ("pyteleport", "dill", "bytecode")
 
 
 def tree_digest(directory):
-    """SHA-256 over the ``.py`` files of a package directory (names and contents)."""
+    """SHA-256 over the ``.py`` files of a package directory (names and
+    the SHA-256 of their contents)."""
+    return digest_of_tree((rel, file_digest(os.path.join(directory, rel))) for rel in _py_files(directory))
+
+
+def digest_of_tree(files):
+    """:func:`tree_digest` from ``(relative path, SHA-256)`` pairs."""
     import hashlib
     h = hashlib.sha256()
-    for rel in sorted(_py_files(directory)):
-        h.update(rel.encode("utf-8", "surrogateescape") + b"\0")
-        with open(os.path.join(directory, rel), "rb") as f:
-            h.update(f.read())
-        h.update(b"\0")
+    for rel, sha in sorted(files):
+        h.update(rel.encode("utf-8", "surrogateescape") + b"\0" + sha.encode("ascii") + b"\0")
     return h.hexdigest()
 
 
@@ -220,9 +229,9 @@ def _read_manifest():
 
 def _needed_files(manifest):
     need = []
-    for index, (path, size, digest) in enumerate(manifest["files"]):
+    for index, (path, size, digest, force) in enumerate(manifest["files"]):
         try:
-            same = bool(digest) and os.stat(path).st_size == size and file_digest(path) == digest
+            same = not force and os.stat(path).st_size == size and file_digest(path) == digest
         except OSError:
             same = False
         if not same:
@@ -251,15 +260,137 @@ def _detach_files(offer):
     return [prefix + ".out", prefix + ".err"]
 
 
-def _receive_bundle(ship_dir):
+# --------------------------------------------------------------------------
+# the ship cache: files received before, named by the SHA-256 of their content
+
+
+def _cache_dir(create):
+    """``$XDG_CACHE_HOME/pyteleport/ship`` (default ``~/.cache``), if it is
+    this user's alone (mode 0700); None if it cannot be."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "pyteleport", "ship")
+    try:
+        if create:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.stat(path)
+        if st.st_uid != os.getuid():
+            return None
+        if st.st_mode & 0o077:
+            os.chmod(path, 0o700)
+    except OSError:
+        return None
+    return path
+
+
+def _is_sha(text):
+    return isinstance(text, str) and len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def _cached(manifest, have, need):
+    """Hashes of the files the source is to send that the cache holds intact
+    (a damaged entry is removed: the source sends that file again)."""
+    if not manifest.get("cache"):
+        return []
+    wanted = set(manifest.get("explicit", ()))
+    for name, hashes in manifest.get("packages", {}).items():
+        if not have.get(name):
+            wanted.update(hashes)
+    files = manifest["files"]
+    wanted.update(files[i][2] for i in need)
+    cache = _cache_dir(False)
+    found = []
+    for sha in sorted(wanted):
+        if not (cache and _is_sha(sha)):
+            continue
+        path = os.path.join(cache, sha)
+        try:
+            intact = file_digest(path) == sha
+        except OSError:
+            continue
+        if intact:
+            found.append(sha)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+    return found
+
+
+class _CacheEntry:
+    """A file being received, written to the ship cache as well; it enters
+    the cache (atomic rename) only if its content has the announced hash."""
+
+    def __init__(self, cache, sha):
+        import hashlib
+        self.path = os.path.join(cache, sha)
+        self.sha = sha
+        self.hash = hashlib.sha256()
+        self.tmp = os.path.join(cache, ".tmp-%d-%s" % (os.getpid(), os.urandom(6).hex()))
+        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def write(self, data):
+        self.hash.update(data)
+        if self.fd is not None:
+            try:
+                _write_all(self.fd, data)
+            except OSError:   # a full disk: the cache is best effort
+                os.close(self.fd)
+                self.fd = None
+
+    def close(self, complete):
+        try:
+            if self.fd is None:
+                complete = False
+            else:
+                os.close(self.fd)
+            if complete and self.hash.hexdigest() == self.sha:
+                os.replace(self.tmp, self.path)
+            else:
+                os.unlink(self.tmp)
+        except OSError:
+            pass
+
+
+def _cache_entry(cache, sha):
+    if cache is None or sha == "0" * 64:
+        return None
+    try:
+        return _CacheEntry(cache, sha)
+    except OSError:
+        return None
+
+
+def _copy_cached(cache, sha, fd, name):
+    import hashlib
+    h = hashlib.sha256()
+    try:
+        with open(os.path.join(cache, sha), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+                _write_all(fd, block)
+    except OSError as e:
+        raise ValueError("the ship cache lost %s (%s): try again" % (name, e))
+    if h.hexdigest() != sha:
+        try:
+            os.unlink(os.path.join(cache, sha))
+        except OSError:
+            pass
+        raise ValueError("the ship cache's copy of %s was damaged (removed): try again" % name)
+
+
+def _receive_bundle(ship_dir, use_cache):
     import struct
     if _read_exact(0, len(BUNDLE_MAGIC)) != BUNDLE_MAGIC:
         raise ValueError("bad bundle header")
+    cache = None   # made when a file arrives: a move that ships nothing leaves no trace
     (count,) = struct.unpack(">I", _read_exact(0, 4))
     for _ in range(count):
         (name_len,) = struct.unpack(">H", _read_exact(0, 2))
         name = _read_exact(0, name_len).decode("utf-8", "surrogateescape")
         mode, size = struct.unpack(">IQ", _read_exact(0, 12))
+        kind = _read_exact(0, 1)
+        sha = _read_exact(0, 32).hex()
         parts = name.split("/")
         if name.startswith("/") or any(p in ("", ".", "..") for p in parts):
             raise ValueError("bad file name in the bundle: %r" % name)
@@ -267,12 +398,28 @@ def _receive_bundle(ship_dir):
         os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, (mode & 0o700) | 0o600)
         try:
-            while size:
-                chunk = os.read(0, min(size, 1 << 20))
-                if not chunk:
-                    raise EOFError("the source closed the connection")
-                _write_all(fd, chunk)
-                size -= len(chunk)
+            if use_cache and cache is None:
+                cache = _cache_dir(True)
+            if kind == CACHED:
+                if cache is None:
+                    raise ValueError("the ship cache is gone (%s)" % name)
+                _copy_cached(cache, sha, fd, name)
+                continue
+            entry = _cache_entry(cache, sha)
+            complete = False
+            try:
+                while size:
+                    chunk = os.read(0, min(size, 1 << 20))
+                    if not chunk:
+                        raise EOFError("the source closed the connection")
+                    _write_all(fd, chunk)
+                    if entry is not None:
+                        entry.write(chunk)
+                    size -= len(chunk)
+                complete = True
+            finally:
+                if entry is not None:
+                    entry.close(complete)
         finally:
             os.close(fd)
     return count
@@ -467,7 +614,49 @@ def _open_output(path):
     return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
 
+def _stop_watchdog():
+    """Python runs: the script's watchdog (a subshell and its ``sleep``) must
+    not kill the target any more.  Stopped first (when it is our child: the
+    shell that started it became this process), it starts nothing while its
+    processes are killed."""
+    pid = os.environ.pop(WATCHDOG, "")
+    if not pid.isdigit():
+        return
+    import signal
+    pid = int(pid)
+    ours = _parent(pid) == os.getpid()
+    try:
+        if ours:
+            os.kill(pid, signal.SIGSTOP)
+            os.waitpid(pid, os.WUNTRACED)
+        for child in _children(pid):
+            os.kill(child, signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
+        if ours:
+            os.waitpid(pid, 0)
+    except OSError:
+        pass
+
+
+def _parent(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        pass
+    return [int(e) for e in os.listdir("/proc") if e.isdigit() and _parent(int(e)) == pid]
+
+
 def main():
+    _stop_watchdog()
     offer = decode(sys.argv[1])
     _check_python(offer)
     try:
@@ -476,6 +665,7 @@ def main():
         os._exit(2)
     have = _have_packages(manifest)
     need = _needed_files(manifest)
+    cached = _cached(manifest, have, need)
     try:
         ship_dir = _private_dir()
     except OSError as e:
@@ -491,6 +681,7 @@ def main():
         "environ": dict(os.environ),
         "have": have,
         "need": need,
+        "cached": cached,
         "ship_dir": ship_dir,
         "outputs": outputs,
     }
@@ -504,7 +695,7 @@ def main():
         except Exception:
             restore = None
     try:
-        count = _receive_bundle(ship_dir)
+        count = _receive_bundle(ship_dir, manifest.get("cache"))
     except EOFError:
         _remove(ship_dir)
         os._exit(2)

@@ -9,9 +9,14 @@ from __future__ import annotations
 import os
 import select
 import subprocess
+import time
 from typing import Optional
 
 READ_SIZE = 1 << 16
+
+
+class ChannelTimeout(Exception):
+    """The command neither answered nor took input within the time allowed."""
 
 
 def grow_pipe(fd: int, size: int = 1 << 20) -> None:
@@ -24,10 +29,15 @@ def grow_pipe(fd: int, size: int = 1 << 20) -> None:
 
 
 class Channel:
-    """stdin, stdout and stderr of ``proc`` (pipes, unbuffered)."""
+    """stdin, stdout and stderr of ``proc`` (pipes, unbuffered).
 
-    def __init__(self, proc: subprocess.Popen):
+    ``stall_timeout``: seconds a :meth:`write` may wait for room in stdin
+    before it raises :class:`ChannelTimeout` (None: no limit).
+    """
+
+    def __init__(self, proc: subprocess.Popen, stall_timeout: Optional[float] = None):
         self.proc = proc
+        self.stall_timeout = stall_timeout
         self.inp: Optional[int] = proc.stdin.fileno()
         self.out = proc.stdout.fileno()
         self.err = proc.stderr.fileno()
@@ -76,9 +86,11 @@ class Channel:
                 self._read(fd)
         return writable
 
-    def readline(self) -> Optional[bytes]:
+    def readline(self, deadline: Optional[float] = None) -> Optional[bytes]:
         """The next stdout line (with its newline); the last partial line at
-        end of file; None once stdout is exhausted."""
+        end of file; None once stdout is exhausted.  Raises
+        :class:`ChannelTimeout` if no whole line came by ``deadline``
+        (``time.monotonic()``)."""
         while True:
             end = self.out_buf.find(b"\n")
             if end >= 0:
@@ -91,11 +103,13 @@ class Channel:
                     self.out_buf.clear()
                     return line
                 return None
-            self.pump()
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise ChannelTimeout()
+            self.pump(timeout=left)
 
     def drain(self, timeout: float) -> None:
         """Read until both output streams end or ``timeout`` passes."""
-        import time
         deadline = time.monotonic() + timeout
         while not (self.out_eof and self.err_eof):
             left = deadline - time.monotonic()
@@ -114,14 +128,23 @@ class Channel:
     def write(self, data) -> int:
         view = memoryview(data).cast("B")
         total = len(view)
+        deadline = None
         while view:
             if self.inp is None:
                 raise BrokenPipeError("the target's stdin is closed")
             try:
                 n = os.write(self.inp, view)
             except BlockingIOError:
-                self.pump(write=True)
+                left = None
+                if self.stall_timeout is not None:
+                    now = time.monotonic()
+                    deadline = deadline or now + self.stall_timeout
+                    left = deadline - now
+                    if left <= 0:
+                        raise ChannelTimeout() from None
+                self.pump(write=True, timeout=left)
                 continue
+            deadline = None
             view = view[n:]
         return total
 

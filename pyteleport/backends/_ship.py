@@ -15,6 +15,13 @@ Layout of the target's private ship directory:
 * ``explicit/``  what ``ship=[...]`` names (second on ``sys.path``);
 * ``r<k>/``      units from the k-th shipped ``sys.path`` entry (placed just
   before that entry on ``sys.path``).
+
+With the ship cache (``ship_cache``, on by default), the target keeps every
+file it received in a per-user folder named by content (``_boot``'s
+``~/.cache/pyteleport/ship/<sha256>``); the manifest names the SHA-256 of
+each file that may travel, the target answers with those it holds (checked
+against their hash), and the bundle then carries a reference instead of
+their content.
 """
 from __future__ import annotations
 
@@ -49,6 +56,19 @@ class ShipFile:
     dest: str        # '/'-separated path in the target's ship directory
     size: int
     mode: int
+    sha: str = ""    # SHA-256 of the content (hex), "" if not known
+
+
+_sha_memo: Dict[Tuple[str, int, int], str] = {}
+
+
+def file_sha(path: str) -> str:
+    """SHA-256 of a file's content (hex), remembered while it is unchanged."""
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    if key not in _sha_memo:
+        _sha_memo[key] = _boot.file_digest(path)
+    return _sha_memo[key]
 
 
 @dataclass
@@ -69,11 +89,12 @@ class Plan:
     explicit: List[ShipFile]
 
     def offer_files(self) -> List[list]:
-        """``[path, size, sha256]`` for every unit file (sha "" = always ship)."""
+        """``[path, size, sha256, force]`` for every unit file (force: ship
+        even if the target has the same file)."""
         out = []
         for unit in self.units:
             for path, size, _ in unit.files:
-                out.append([path, size, "" if unit.force else _boot.file_digest(path)])
+                out.append([path, size, file_sha(path), unit.force])
         return out
 
 
@@ -203,7 +224,7 @@ def explicit_files(paths: Sequence[Union[str, os.PathLike]]) -> List[ShipFile]:
         if os.path.isfile(path):
             st = os.stat(path)
             dest = "explicit/" + os.path.basename(path)
-            out[dest] = ShipFile(path, dest, st.st_size, st.st_mode)
+            out[dest] = ShipFile(path, dest, st.st_size, st.st_mode, file_sha(path))
         elif os.path.isdir(path):
             base = "explicit/"
             if os.path.exists(os.path.join(path, "__init__.py")):
@@ -216,7 +237,7 @@ def explicit_files(paths: Sequence[Union[str, os.PathLike]]) -> List[ShipFile]:
                         continue
                     st = os.stat(full)
                     dest = base + os.path.relpath(full, path).replace(os.sep, "/")
-                    out[dest] = ShipFile(full, dest, st.st_size, st.st_mode)
+                    out[dest] = ShipFile(full, dest, st.st_size, st.st_mode, file_sha(full))
         else:
             raise TeleportError(f"ship: {os.fspath(item)!r} does not exist here "
                                 f"(paths are relative to {os.getcwd()})")
@@ -245,14 +266,26 @@ _digest_cache: Dict[str, str] = {}
 
 
 def package_dir(name: str) -> str:
-    module = sys.modules.get(name) or __import__(name)
-    return os.path.dirname(os.path.abspath(module.__file__))
+    """The folder of an installed package, without importing it (dill is
+    imported only when a payload needs it)."""
+    module = sys.modules.get(name)
+    if module is not None:
+        return os.path.dirname(os.path.abspath(module.__file__))
+    import importlib.util
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise TeleportError(f"ship: cannot find the {name} package here")
+    return os.path.abspath(list(spec.submodule_search_locations)[0])
 
 
 def pyteleport_digest() -> str:
+    """``_boot.tree_digest`` of this pyteleport (from :func:`package_files`,
+    whose hashes the ship cache uses too: each file is read once)."""
     directory = package_dir("pyteleport")
     if directory not in _digest_cache:
-        _digest_cache[directory] = _boot.tree_digest(directory)
+        prefix = len("lib/pyteleport/")
+        _digest_cache[directory] = _boot.digest_of_tree(
+            (f.dest[prefix:], f.sha) for f in package_files("pyteleport"))
     return _digest_cache[directory]
 
 
@@ -265,7 +298,7 @@ def package_files(name: str) -> List[ShipFile]:
             continue
         full = os.path.join(directory, *rel.split("/"))
         st = os.stat(full)
-        out.append(ShipFile(full, f"lib/{name}/{rel}", st.st_size, st.st_mode))
+        out.append(ShipFile(full, f"lib/{name}/{rel}", st.st_size, st.st_mode, file_sha(full)))
     return out
 
 
@@ -273,15 +306,26 @@ def package_files(name: str) -> List[ShipFile]:
 # the bundle
 
 
-def write_bundle(out, files: List[ShipFile]) -> None:
-    """Stream ``files`` as the bundle the target's boot reads (``_boot._receive_bundle``)."""
+def write_bundle(out, files: List[ShipFile], cached: Iterable[str] = ()) -> Tuple[int, int]:
+    """Stream ``files`` as the bundle the target's boot reads
+    (``_boot._receive_bundle``); those whose hash is in ``cached`` go as a
+    reference to the target's ship cache.  Returns the files and the bytes
+    sent as content."""
+    cached = set(cached)
     out.write(_boot.BUNDLE_MAGIC + struct.pack(">I", len(files)))
+    sent = sent_bytes = 0
     for f in files:
         name = f.dest.encode("utf-8", "surrogateescape")
+        sha = bytes.fromhex(f.sha) if f.sha else bytes(32)
+        if f.sha and f.sha in cached:
+            out.write(struct.pack(">H", len(name)) + name + struct.pack(">IQ", f.mode & 0o777, f.size)
+                      + _boot.CACHED + sha)
+            continue
         try:
             with open(f.src, "rb") as src:
                 size = os.fstat(src.fileno()).st_size
-                out.write(struct.pack(">H", len(name)) + name + struct.pack(">IQ", f.mode & 0o777, size))
+                out.write(struct.pack(">H", len(name)) + name + struct.pack(">IQ", f.mode & 0o777, size)
+                          + _boot.CONTENT + sha)
                 left = size
                 while left:
                     chunk = src.read(min(left, 1 << 20))
@@ -291,3 +335,6 @@ def write_bundle(out, files: List[ShipFile]) -> None:
                     left -= len(chunk)
         except OSError as e:
             raise TeleportError(f"ship: cannot read {f.src}: {e.strerror or e}") from None
+        sent += 1
+        sent_bytes += size
+    return sent, sent_bytes

@@ -16,7 +16,11 @@ and stdout:
    gives the exit code.
 
 Any failure up to step 4 raises :class:`~pyteleport.TeleportError` in the
-source, with the target's own reason, and the program goes on there.
+source, with the target's own reason, and the program goes on there.  So
+does silence: each step must make progress within ``handoff_timeout``; then
+the command is killed (its whole process group when it is a local shell),
+and the script's *watchdog* kills what the shell started there (``setup``)
+if Python has not started in that time (see :meth:`StreamBackend.script`).
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 import zlib
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -41,6 +46,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyteleport")
 
 _BOOT_CACHE: Dict[str, str] = {}
+DEFAULT_HANDOFF_TIMEOUT = 600.0
+
+
+def handoff_timeout_option(value, what: str) -> float:
+    """The ``handoff_timeout`` option, else ``PYTELEPORT_HANDOFF_TIMEOUT``,
+    else 600 s, as a positive number of seconds."""
+    name = "handoff_timeout"
+    if value is None:
+        value = os.environ.get("PYTELEPORT_HANDOFF_TIMEOUT") or DEFAULT_HANDOFF_TIMEOUT
+        name = "PYTELEPORT_HANDOFF_TIMEOUT"
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not seconds > 0:   # NaN too
+        raise TeleportError(f"{what}: {name} must be a positive number of seconds, not {value!r}")
+    return seconds
 
 
 def _boot_source() -> str:
@@ -83,10 +105,19 @@ def _shield_signals() -> None:  # pragma: no cover - runs in the child
         signal.signal(sig, signal.SIG_IGN)
 
 
+def _shield_in_own_group() -> None:  # pragma: no cover - runs in the child
+    _shield_signals()
+    os.setpgid(0, 0)
+
+
 def _kill(proc: subprocess.Popen) -> None:
+    """Kill the command (with its process group if it leads one) and reap it."""
     if proc.poll() is None:
         try:
-            proc.kill()
+            if getattr(proc, "own_group", False):
+                os.killpg(proc.pid, signal.SIGKILL)
+            else:
+                proc.kill()
         except OSError:
             pass
     try:
@@ -122,6 +153,14 @@ class StreamBackend(Backend):
         and ``.err`` in its working directory there; a string: the path
         prefix of these two files (``os.devnull``: discard).  This process
         then exits 0 right after the handoff.
+    :param handoff_timeout: seconds each step of the handoff may take: the
+        target's start (connection, ``setup``, Python), taking the payload,
+        confirming the rebuild (default 600; ``PYTELEPORT_HANDOFF_TIMEOUT``).
+        Past it the target is killed and the program goes on here.
+    :param ship_cache: ``True`` (default; ``PYTELEPORT_SHIP_CACHE=0``
+        disables it): the target keeps the shipped files in
+        ``~/.cache/pyteleport/ship`` (``$XDG_CACHE_HOME``), by content hash,
+        and later moves send only what it does not hold.
     """
 
     name = "?"
@@ -129,7 +168,8 @@ class StreamBackend(Backend):
     def __init__(self, *, python: Optional[str] = None, setup: Union[str, Sequence[str], None] = None,
                  cwd: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
                  ship: Union[bool, Sequence[Union[str, os.PathLike]]] = True,
-                 detach: Union[bool, str] = False):
+                 detach: Union[bool, str] = False, handoff_timeout: Optional[float] = None,
+                 ship_cache: Optional[bool] = None):
         if python is not None and (not isinstance(python, str) or not python):
             raise TeleportError(f"{self.name} backend: python must be a command name or a path, not {python!r}")
         if setup is None:
@@ -152,7 +192,13 @@ class StreamBackend(Backend):
         self.env = env
         self.ship = ship
         self.detach = detach
-        self._started = None   # (proc, channel, plan, token) between prepare() and spawn()
+        self.handoff_timeout = handoff_timeout_option(handoff_timeout, f"{self.name} backend")
+        if ship_cache is None:
+            ship_cache = os.environ.get("PYTELEPORT_SHIP_CACHE", "1").strip().lower()
+            ship_cache = ship_cache not in ("0", "false", "no", "off")
+        self.ship_cache = bool(ship_cache)
+        self._started = None   # (proc, channel, plan, token, start time) between prepare() and spawn()
+        self._phase = ""       # the step of the handoff under way, for a timeout's message
 
     # -- what subclasses provide --------------------------------------------
 
@@ -164,10 +210,23 @@ class StreamBackend(Backend):
         """How error messages name this target (``ssh backend (node042)``)."""
         return f"{self.name} backend"
 
+    def own_group(self) -> bool:
+        """Whether the command runs in a process group of its own here (so
+        that a timeout kills what it started); not for commands that may
+        prompt on the terminal (``ssh``)."""
+        return False
+
     # -- the script ---------------------------------------------------------
 
     def script(self, offer: str) -> str:
-        lines = [f"cd {shlex.quote(os.getcwd())} 2>/dev/null"]
+        """The shell script: setup, then Python with the boot program.
+
+        A *watchdog* started first kills the shell's process group (``setup``
+        and what it started) if Python has not started within
+        ``handoff_timeout``; the boot program stops it (``_boot.WATCHDOG``).
+        It runs only where the shell leads its process group (an ``ssh``
+        login does): elsewhere the group is not the target's alone."""
+        lines = [f"cd {shlex.quote(os.getcwd())} 2>/dev/null", _watchdog(self.handoff_timeout)]
         if self.setup.strip():
             lines.append("{\n" + self.setup + "\n} </dev/null")
         if self.cwd:
@@ -205,25 +264,36 @@ class StreamBackend(Backend):
         offer_text = _boot.encode(offer)
         argv = self.argv(self.script(offer_text))
         log.debug("%s: starting %s", what, " ".join(shlex.quote(a) for a in argv[:-1]) + " SCRIPT")
+        group = self.own_group()
+        started_at = time.monotonic()
         try:
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, bufsize=0, preexec_fn=_shield_signals)
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    bufsize=0, preexec_fn=_shield_in_own_group if group else _shield_signals)
         except OSError as e:
             raise TeleportError(f"{what}: cannot start {argv[0]!r}: {e.strerror or e}") from None
+        proc.own_group = group
         # what the target needs to know comes while it starts up
         try:
             from . import _ship
-            from ._channel import Channel
-            ch = Channel(proc)
-            self._started = (proc, ch, None, token)
+            from ._channel import Channel, ChannelTimeout
+            ch = Channel(proc, stall_timeout=self.handoff_timeout)
+            self._started = (proc, ch, None, token, started_at)
             plan = _ship.make_plan(self.ship)
-            self._started = (proc, ch, plan, token)
-            manifest = {"pyteleport": _ship.pyteleport_digest(), "files": plan.offer_files()}
+            self._started = (proc, ch, plan, token, started_at)
+            manifest = {"pyteleport": _ship.pyteleport_digest(), "files": plan.offer_files(),
+                        "cache": self.ship_cache}
+            if self.ship_cache:
+                # what may travel, for the target to look up in its cache
+                manifest["packages"] = {name: [f.sha for f in _ship.package_files(name)]
+                                        for name in _boot.PACKAGES}
+                manifest["explicit"] = [f.sha for f in plan.explicit]
             data = _boot.encode(manifest).encode("ascii")
             try:
                 ch.write(len(data).to_bytes(4, "big") + data)
             except BrokenPipeError:
                 pass   # the target is gone already: its output says why
+            except ChannelTimeout:
+                pass   # it does not read: the wait for its hello tells
         except BaseException:
             _kill(proc)
             self._started = None
@@ -236,16 +306,28 @@ class StreamBackend(Backend):
             _kill(started[0])
 
     def spawn(self, payload) -> Target:
+        from ._channel import ChannelTimeout
         self.prepare()
-        proc, ch, plan, token = self._started
+        proc, ch, plan, token, started_at = self._started
         self._started = None
+        what = self.describe()
+        self._phase = "start (connection, setup, Python)"
         try:
-            return self._handoff(proc, ch, payload, plan, token, self.describe())
+            return self._handoff(proc, ch, payload, plan, token, what, started_at)
+        except ChannelTimeout:
+            _kill(proc)
+            last = ch.stderr_tail()
+            raise TeleportError(
+                f"{what}: the target did not {self._phase} within {self.handoff_timeout:g} s "
+                f"(handoff_timeout); it is stopped{f' (its stderr: {last})' if last else ''} and the "
+                f"program goes on here: raise handoff_timeout or PYTELEPORT_HANDOFF_TIMEOUT if "
+                f"that takes longer") from None
         except BaseException:
             _kill(proc)
             raise
 
-    def _handoff(self, proc, ch: Channel, payload, plan: _ship.Plan, token: str, what: str) -> Target:
+    def _handoff(self, proc, ch: Channel, payload, plan: _ship.Plan, token: str, what: str,
+                 started_at: float) -> Target:
         from .._progress import Progress
         from .._restore import parse_status
         from . import _ship
@@ -254,8 +336,9 @@ class StreamBackend(Backend):
         prelude = bytearray()
         hello_marker = _boot.HELLO.format(token)
         hello = None
+        deadline = started_at + self.handoff_timeout
         while hello is None:
-            line = ch.readline()
+            line = ch.readline(deadline)
             if line is None:
                 raise self._died(proc, ch, what, "the target did not start")
             text = line.decode("utf-8", "surrogateescape")
@@ -275,8 +358,13 @@ class StreamBackend(Backend):
         ctx = retarget(ctx, hello, front=front, shipped_roots=roots, env=self.env)
         moved = type(payload)(pickle.dumps(ctx, protocol=4), payload.state, payload.buffers)
         progress = Progress(moved.size, "teleport")
+        self._phase = "take the payload"
         try:
-            _ship.write_bundle(ch, files)
+            sent, sent_bytes = _ship.write_bundle(ch, files, hello["cached"])
+            if files:
+                log.debug("%s: shipped files: %d sent (%d bytes), %d from the target's cache (%d bytes)",
+                          what, sent, sent_bytes, len(files) - sent,
+                          sum(f.size for f in files) - sent_bytes)
             moved.write_to(ch, progress)
         except BrokenPipeError:
             pass   # the target stopped reading: its status says why
@@ -284,8 +372,10 @@ class StreamBackend(Backend):
             progress.close()
         del moved, payload
 
+        self._phase = "confirm that it rebuilt the program"
+        deadline = time.monotonic() + self.handoff_timeout
         while True:
-            line = ch.readline()
+            line = ch.readline(deadline)
             if line is None:
                 raise self._died(proc, ch, what, "the target ended before confirming the move")
             verdict = parse_status(line.decode("utf-8", "surrogateescape"))
@@ -340,7 +430,7 @@ class StreamBackend(Backend):
             prefix = roots[unit.root][len(ship_dir) + 1:]
             for path, size, mode in unit.files:
                 rel = os.path.relpath(path, unit.root_abs).replace(os.sep, "/")
-                files.append(_ship.ShipFile(path, f"{prefix}/{rel}", size, mode))
+                files.append(_ship.ShipFile(path, f"{prefix}/{rel}", size, mode, _ship.file_sha(path)))
             log.debug("%s: shipping %s (%d files from %s): the target lacks it", what, unit.name,
                       len(unit.files), unit.root_abs)
         return files, front, roots
@@ -367,6 +457,28 @@ class StreamBackend(Backend):
         elif code in (126, 127):
             detail += " (name an interpreter that exists there with python=, or set PATH in setup=)"
         return TeleportError(f"{what}: {summary}: {detail}")
+
+
+def _watchdog(timeout: float) -> str:
+    """Shell lines that start the watchdog of :meth:`StreamBackend.script`.
+
+    In the background, with the standard streams closed (the connection ends
+    with the target), a subshell sleeps ``timeout`` in steps of a second
+    then kills the process group, unless the boot program, told its pid in
+    ``_boot.WATCHDOG``, has killed it and its sleep before.  It ends by
+    itself within a second of the shell (or the Python it became) ending
+    first: a refusal, a failed ``setup`` or ``exec``."""
+    seconds = max(1, int(-(-timeout // 1)))
+    return (
+        "__pyteleport_wd=\n"
+        "read -r _ _ _ _ __pyteleport_pg _ 2>/dev/null </proc/$$/stat\n"
+        'if [ "$__pyteleport_pg" = "$$" ]; then\n'
+        f"  (n=0; while [ $n -lt {seconds} ]; do sleep 1; kill -0 $$ 2>/dev/null || exit 0; n=$((n + 1)); done; "
+        "kill -KILL 0) </dev/null >/dev/null 2>&1 &\n"
+        "  __pyteleport_wd=$!\n"
+        "fi\n"
+        f"export {_boot.WATCHDOG}=$__pyteleport_wd"
+    )
 
 
 def _magic() -> str:

@@ -48,7 +48,8 @@ class BashBackend(StreamBackend):
         Default: ``["bash", "-lc"]``, a login shell here.
 
     The other options (``python``, ``setup``, ``cwd``, ``env``, ``ship``,
-    ``detach``) are those of :class:`~pyteleport.backends._stream.StreamBackend`.
+    ``detach``, ``handoff_timeout``, ``ship_cache``) are those of
+    :class:`~pyteleport.backends._stream.StreamBackend`.
     """
 
     name = "bash"
@@ -66,6 +67,11 @@ class BashBackend(StreamBackend):
 
     def argv(self, script: str) -> List[str]:
         return command_line(self.shell_command, script)
+
+    def own_group(self) -> bool:
+        # a shell here: its process group lets a timeout kill what setup started;
+        # other commands (ssh, docker) may prompt on the terminal, so they stay in ours
+        return os.path.basename(self.shell_command[0]) in _SHELLS
 
     def describe(self) -> str:
         return f"bash backend ({' '.join(shlex.quote(c) for c in self.shell_command)})"

@@ -30,7 +30,8 @@ class SshBackend(StreamBackend):
     :param ssh: the client to run (default ``ssh``).
 
     The other options (``python``, ``setup``, ``cwd``, ``env``, ``ship``,
-    ``detach``) are those of :class:`~pyteleport.backends._stream.StreamBackend`.
+    ``detach``, ``handoff_timeout``, ``ship_cache``) are those of
+    :class:`~pyteleport.backends._stream.StreamBackend`.
     """
 
     name = "ssh"
