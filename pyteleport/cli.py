@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from typing import List, Optional
 
-USAGE = """usage: pyteleport resume PATH    continue a checkpoint
+USAGE = """usage: pyteleport resume PATH    continue a checkpoint (a file, or an MPI job's directory)
        pyteleport inspect PATH   show what a payload holds, without running it
        pyteleport --version"""
 
@@ -13,6 +13,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 2 and argv[0] == "resume":
         # the resumed program runs from here on: keep this path lean
+        import os
+        if os.path.isdir(argv[1]):      # an MPI job's checkpoint (pyteleport.mpi)
+            from ._mpi_resume import resume_dir
+            resume_dir(argv[1])
         from ._restore import resume_file
         resume_file(argv[1])
         return 0

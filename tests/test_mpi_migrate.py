@@ -1,0 +1,316 @@
+"""Checkpointing and moving a running MPI job's ranks (pyteleport.mpi),
+against a real MPICH (mpiexec next to this interpreter) and mpi4py.
+
+Differential: an MPI program (each rank advances a NumPy state with a halo
+exchange, reductions over COMM_WORLD and over communicators made with
+pyteleport.mpi.dup/split/create) run uninterrupted under mpiexec is the
+reference.  The same program checkpointed at a step and resumed with
+``mpiexec -n N python -m pyteleport resume DIR`` (or moved with
+pyteleport.mpi.teleport) must print, rank by rank, the very same lines, the
+lines after the move from new processes.  Every refusal is checked for its
+one-line message and exit code, and for leaving the program running.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import mpi4py  # noqa: F401  the test environments install it: missing MPI fails, never skips
+import pytest
+
+from pyteleport.backends.mpirun import find_launcher
+
+ROOT = Path(__file__).resolve().parent.parent
+LAUNCHER = find_launcher(sys.executable)
+assert LAUNCHER is not None, "no mpirun/mpiexec next to this interpreter or on PATH: install mpich"
+TIMEOUT = 50
+
+PROGRAM = """\
+import os, sys
+import numpy as np
+from mpi4py import MPI
+import pyteleport, pyteleport.mpi
+
+MODE = os.environ.get("MODE", "none")          # none, checkpoint, teleport
+AT = [int(s) for s in os.environ.get("AT", "2").split(",")]
+comm = MPI.COMM_WORLD
+rank, size = comm.Get_rank(), comm.Get_size()
+
+
+def say(*args):
+    line = " ".join([f"rank={rank} pid={os.getpid()}", *map(str, args)]) + "\\n"
+    sys.stdout.flush()
+    os.write(1, line.encode())          # one write: ranks' lines do not interleave
+
+
+def advance(u, comms):
+    left, right = (rank - 1) % size, (rank + 1) % size
+    halo_l = comm.sendrecv(u[-1], dest=right, source=left)
+    halo_r = comm.sendrecv(u[0], dest=left, source=right)
+    u = u.copy()
+    u[0] += 0.25 * halo_l
+    u[-1] += 0.25 * halo_r
+    return 0.5 * u + np.sin(np.arange(u.size) + rank)
+
+
+def run(nsteps):
+    pairs = pyteleport.mpi.split(comm, rank % 2, key=-rank)      # odd and even ranks
+    twin = pyteleport.mpi.dup(pairs)
+    first = pyteleport.mpi.create(comm, comm.Get_group().Incl([0]))   # rank 0 only
+    u = np.linspace(0, 1, 16) * (rank + 1)
+    moves = 0
+    for step in range(nsteps):
+        u = advance(u, (pairs, twin))
+        total = comm.allreduce(float(u.sum()))
+        in_pair = pairs.allreduce(rank)
+        alone = first.allreduce(rank) if first != MPI.COMM_NULL else "-"
+        say("step", step, "total", repr(total), "pair", pairs.Get_rank(), in_pair,
+            "twin", twin.allreduce(1), "first", alone)
+        if step in AT and MODE == "checkpoint":
+            if not pyteleport.mpi.checkpoint(os.environ["DIR"] + str(moves)):
+                sys.exit(0)                 # stop here: the test resumes the directory
+            moves += 1
+        elif step in AT and MODE == "teleport":
+            pyteleport.mpi.teleport(backend="mpirun")
+    return comm.reduce(float((u ** 2).sum()), root=0)
+
+
+result = run(6)
+if rank == 0:
+    say("result", repr(result))
+"""
+
+LINE = re.compile(r"^rank=(\d+) pid=(\d+) (.*)$")
+
+
+def _env(**extra: str) -> Dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env.update(extra)
+    return env
+
+
+def run(cmd: List[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=_env(TMPDIR=str(cwd), **extra),
+                          capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
+
+
+def mpiexec(n: int, *args) -> List[str]:
+    return [LAUNCHER, "-n", str(n), *args]
+
+
+def describe(proc: subprocess.CompletedProcess) -> str:
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
+
+
+def by_rank(stdout: str) -> Dict[int, List[tuple]]:
+    """Lines per rank, in order: (pid, text)."""
+    out: Dict[int, List[tuple]] = {}
+    for line in stdout.splitlines():
+        m = LINE.match(line)
+        assert m, f"unexpected output line {line!r}"
+        out.setdefault(int(m.group(1)), []).append((int(m.group(2)), m.group(3)))
+    return out
+
+
+def texts(lines: List[tuple]) -> List[str]:
+    return [t for _, t in lines]
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    path = tmp_path / "prog.py"
+    path.write_text(PROGRAM)
+    return path
+
+
+def reference(program: Path, n: int) -> Dict[int, List[tuple]]:
+    proc = run(mpiexec(n, sys.executable, program), program.parent)
+    assert proc.returncode == 0, describe(proc)
+    return by_rank(proc.stdout)
+
+
+def checkpointed(program: Path, n: int, at: str) -> List[subprocess.CompletedProcess]:
+    """Run with checkpoints at the steps ``at``, stopping after each, and
+    resume each directory in turn; the runs, in order."""
+    cwd = program.parent
+    steps = [run(mpiexec(n, sys.executable, program), cwd, MODE="checkpoint", AT=at, DIR="ckpt")]
+    for i in range(len(at.split(","))):
+        assert steps[-1].returncode == 0, describe(steps[-1])
+        steps.append(run(mpiexec(n, sys.executable, "-m", "pyteleport", "resume", f"ckpt{i}"), cwd))
+    assert steps[-1].returncode == 0, describe(steps[-1])
+    return steps
+
+
+def assert_same_per_rank(stretches: List[Dict[int, List[tuple]]], want: Dict[int, List[tuple]]) -> None:
+    """The stretches' lines, joined per rank, equal the reference's; every
+    stretch of a rank comes from one process, a new one each time."""
+    for rank, lines in want.items():
+        got = [line for stretch in stretches for line in stretch.get(rank, [])]
+        assert texts(got) == texts(lines), f"rank {rank}"
+        pids = [{pid for pid, _ in stretch.get(rank, [])} for stretch in stretches]
+        assert all(len(p) == 1 for p in pids), pids
+        assert len(set().union(*pids)) == len(stretches), pids
+
+
+@pytest.mark.parametrize("n, at", [(2, "2"), (2, "1,3"), (4, "2")])
+def test_checkpoint_resume_matches_reference(program: Path, n: int, at: str) -> None:
+    want = reference(program, n)
+    steps = checkpointed(program, n, at)
+    assert_same_per_rank([by_rank(s.stdout) for s in steps], want)
+    assert all(s.stderr == "" for s in steps), [s.stderr for s in steps]
+    # the directory is what the documentation says
+    ckpt = program.parent / "ckpt0"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["MANIFEST"] + [f"rank-{i}.pyteleport" for i in range(n)]
+    assert ckpt.stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in ckpt.iterdir())
+    manifest = (ckpt / "MANIFEST").read_text().splitlines()
+    assert manifest[2:4] == [f"ranks {n}", "python %d.%d" % sys.version_info[:2]]
+
+
+SINGLE = """\
+import os, sys
+from mpi4py import MPI
+import pyteleport, pyteleport.mpi
+comm = MPI.COMM_WORLD
+mine = pyteleport.mpi.dup(comm)
+acc = [comm.Get_size()]
+for i in range(4):
+    acc.append(mine.allreduce(i) + acc[-1])
+    if i == 1 and not pyteleport.mpi.checkpoint("one"):
+        print("saved", os.getpid(), flush=True)
+        sys.exit(0)
+print("acc", acc, "rank", pyteleport.task_index(), "pid", os.getpid())
+"""
+
+
+def test_single_rank_directory_resumes_without_a_launcher(tmp_path: Path) -> None:
+    (tmp_path / "one.py").write_text(SINGLE)
+    saved = run([sys.executable, tmp_path / "one.py"], tmp_path)
+    assert saved.returncode == 0 and saved.stdout.startswith("saved "), describe(saved)
+    resumed = run([sys.executable, "-m", "pyteleport", "resume", "one"], tmp_path)
+    assert resumed.returncode == 0, describe(resumed)
+    words = resumed.stdout.split()
+    assert words[:-1] == ["acc", "[1,", "1,", "2,", "4,", "7]", "rank", "0", "pid"], describe(resumed)
+    assert words[-1] != saved.stdout.split()[1]
+
+
+@pytest.fixture
+def saved_dir(program: Path) -> Path:
+    """A 2-rank checkpoint directory of the program (taken at step 2)."""
+    proc = run(mpiexec(2, sys.executable, program), program.parent, MODE="checkpoint", AT="2", DIR="ckpt")
+    assert proc.returncode == 0, describe(proc)
+    return program.parent / "ckpt0"
+
+
+def _refused(cwd: Path, cmd: List[str], message: str) -> None:
+    proc = run(cmd, cwd)
+    assert proc.returncode == 2, describe(proc)
+    assert proc.stdout == "", describe(proc)        # nothing of the program ran
+    assert proc.stderr.splitlines() == [f"pyteleport: {message}"], describe(proc)
+
+
+def test_resume_refuses_another_size(saved_dir: Path) -> None:
+    cwd = saved_dir.parent
+    hint = "run `mpirun -n 2 pyteleport resume ckpt0`"
+    _refused(cwd, mpiexec(3, sys.executable, "-m", "pyteleport", "resume", "ckpt0"),
+             f"ckpt0 holds 2 ranks; this launch has 3: {hint}")
+    _refused(cwd, [sys.executable, "-m", "pyteleport", "resume", "ckpt0"],
+             f"ckpt0 holds 2 ranks; this launch has 1: {hint}")
+
+
+def test_resume_refuses_incomplete_mixed_corrupted(saved_dir: Path, program: Path) -> None:
+    cwd = saved_dir.parent
+    resume = mpiexec(2, sys.executable, "-m", "pyteleport", "resume", "ckpt0")
+    # another checkpoint of the same program, taken at another step
+    other = run(mpiexec(2, sys.executable, program), cwd, MODE="checkpoint", AT="3", DIR="other")
+    assert other.returncode == 0, describe(other)
+    rank1 = saved_dir / "rank-1.pyteleport"
+    original = rank1.read_bytes()
+
+    (cwd / "other0" / "rank-1.pyteleport").replace(rank1)
+    _refused(cwd, resume, "ckpt0: rank-1.pyteleport is not the file this checkpoint wrote (size or "
+             "checksum differs from the MANIFEST: files mixed from two checkpoints, or changed since)")
+
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 0xFF          # the trailer (and the manifest) still agree
+    rank1.write_bytes(bytes(damaged))
+    _refused(cwd, resume, "ckpt0/rank-1.pyteleport: corrupted payload: checksum mismatch")
+
+    rank1.unlink()
+    _refused(cwd, resume, "ckpt0 is incomplete: rank-1.pyteleport is missing")
+
+    rank1.write_bytes(original)
+    manifest = saved_dir / "MANIFEST"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("python %d.%d" % sys.version_info[:2], "python 3.8"))
+    _refused(cwd, resume, "ckpt0 was written by Python 3.8; this is Python %d.%d: resume it with "
+             "Python 3.8" % sys.version_info[:2])
+
+    manifest.unlink()
+    _refused(cwd, resume, "ckpt0 is not a complete MPI checkpoint: it holds rank-0.pyteleport, "
+             "rank-1.pyteleport but no MANIFEST: the checkpoint was not finished (interrupted while writing?)")
+    _refused(cwd, resume[:3] + [sys.executable, "-m", "pyteleport", "resume", "."],
+             ". is not a complete MPI checkpoint: it holds no pyteleport checkpoint")
+
+    # put back together, it resumes
+    manifest.write_text(text)
+    proc = run(resume, cwd)
+    assert proc.returncode == 0 and "result" in proc.stdout, describe(proc)
+
+
+REFUSED = """\
+import os, sys
+from mpi4py import MPI
+import pyteleport, pyteleport.mpi
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+
+
+def say(*args):
+    os.write(1, (" ".join(map(str, args)) + "\\n").encode())   # one write per line
+
+
+def work(kind):
+    plain = comm.Dup() if kind == "comm" else None
+    req = comm.irecv(source=0, tag=7) if kind == "request" and rank == 1 else None
+    try:
+        pyteleport.mpi.checkpoint("ckpt")
+    except pyteleport.TeleportError as e:
+        say(rank, "ERROR", e)
+    if req is not None:
+        say(rank, "got", req.wait())
+    elif kind == "request":
+        comm.send("late", dest=1, tag=7)
+    say(rank, "carried on", sorted(os.listdir("ckpt")) if os.path.isdir("ckpt") else None)
+
+
+work(sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("kind", ["comm", "request"])
+def test_checkpoint_refuses_unknown_communicator_and_pending_request(tmp_path: Path, kind: str) -> None:
+    (tmp_path / "prog.py").write_text(REFUSED)
+    proc = run(mpiexec(2, sys.executable, tmp_path / "prog.py", kind), tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    lines = sorted(proc.stdout.splitlines())
+    where = f"{tmp_path / 'prog.py'}:16, in work"
+    if kind == "comm":
+        reason = (f"{where}: local 'plain': MPI communicator (Intracomm of size 2) cannot be moved: "
+                  "make it with pyteleport.mpi.dup(), split() or create() (from COMM_WORLD, COMM_SELF or "
+                  "one of those) so that it is re-created in the new launch, or Free() it before the call")
+        errors = [f"0 ERROR {reason}", f"1 ERROR {reason}"]
+    else:
+        reason = (f"{where}: local 'req': a pending MPI request cannot be moved: complete it (Wait()) "
+                  "or cancel it before the call")
+        errors = [f"0 ERROR pyteleport.mpi.checkpoint: rank 1 failed: {reason}", f"1 ERROR {reason}"]
+    # every rank raised, nothing was written, the program went on (the request completes)
+    want = ["0 carried on None", *errors[:1], "1 carried on None", *errors[1:]]
+    if kind == "request":
+        want.insert(2, "1 got late")
+    assert lines == sorted(want), describe(proc)
