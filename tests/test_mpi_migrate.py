@@ -314,3 +314,84 @@ def test_checkpoint_refuses_unknown_communicator_and_pending_request(tmp_path: P
     if kind == "request":
         want.insert(2, "1 got late")
     assert lines == sorted(want), describe(proc)
+
+
+@pytest.mark.parametrize("n, at", [(2, "2"), (2, "1,3")])
+def test_teleport_matches_reference(program: Path, n: int, at: str) -> None:
+    want = reference(program, n)
+    proc = run(mpiexec(n, sys.executable, program), program.parent, MODE="teleport", AT=at)
+    assert proc.returncode == 0, describe(proc)
+    got = by_rank(proc.stdout)
+    moves = len(at.split(","))
+    for rank, lines in want.items():
+        assert texts(got[rank]) == texts(lines), describe(proc)
+        # one process per stretch between moves, a new one after each move
+        pids = [pid for pid, _ in got[rank]]
+        changes = [i for i in range(1, len(pids)) if pids[i] != pids[i - 1]]
+        assert len(changes) == moves and len(set(pids)) == moves + 1, describe(proc)
+        steps = [int(t.split()[1]) for _, t in got[rank] if t.startswith("step")]
+        assert [steps[i] for i in changes] == [int(s) + 1 for s in at.split(",")], describe(proc)
+    assert proc.stderr == "", describe(proc)
+    assert list(program.parent.glob("pyteleport-mpi-*")) == []
+
+
+MOVE_FAILS = """\
+import os, sys
+from mpi4py import MPI
+import pyteleport, pyteleport.mpi
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+
+
+def say(*args):
+    os.write(1, (" ".join(map(str, [rank, os.getpid(), *args])) + "\\n").encode())
+
+
+import vanishing
+twin = pyteleport.mpi.dup(comm)
+if rank == 1:
+    vanishing.VALUE += 1          # module state travels; the ranks import the module again
+comm.Barrier()
+if rank == 0:
+    os.rename("vanishing.py", "vanishing.away")
+for options in OPTIONS:
+    try:
+        pyteleport.mpi.teleport(**options)
+    except pyteleport.TeleportError as e:
+        say("ERROR", e)
+    say("carried on", vanishing.VALUE, twin.allreduce(1))
+comm.Barrier()
+if rank == 0:
+    os.rename("vanishing.away", "vanishing.py")
+comm.Barrier()
+pyteleport.mpi.teleport()
+say("moved", vanishing.VALUE, twin.allreduce(1))
+"""
+
+
+def test_teleport_failures_leave_every_rank_running(tmp_path: Path) -> None:
+    (tmp_path / "vanishing.py").write_text("VALUE = 41\n")
+    options = [{"backend": "mpirun", "n": 3}, {"backend": "local"}, {"backend": "mpirun"}]
+    (tmp_path / "prog.py").write_text(MOVE_FAILS.replace("OPTIONS", repr(options)))
+    proc = run(mpiexec(2, sys.executable, tmp_path / "prog.py"), tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    lines: Dict[int, List[tuple]] = {}
+    for line in proc.stdout.splitlines():
+        rank, pid, text = line.split(" ", 2)
+        lines.setdefault(int(rank), []).append((int(pid), text))
+    n_error = ("pyteleport.mpi.teleport: n=3, but this job has 2 ranks: an MPI job moves to as many "
+               "ranks (rank i resumes as rank i); leave n out")
+    local_error = "backend 'local' cannot start the ranks of an MPI job: use backend='mpirun' or 'slurm'"
+    for rank in (0, 1):
+        value = 41 + rank
+        got = lines[rank]
+        texts_ = [t for _, t in got]
+        assert texts_[:4] == [f"ERROR {n_error}", f"carried on {value} 2",
+                              f"ERROR {local_error}", f"carried on {value} 2"], describe(proc)
+        # the new ranks could not import the module: every old rank raised, and went on
+        assert texts_[4].startswith("ERROR mpirun backend (") and "could not resume the program" in texts_[4] \
+            and "vanishing" in texts_[4], describe(proc)
+        assert texts_[5:] == [f"carried on {value} 2", f"moved {value} 2"], describe(proc)
+        assert len({pid for pid, _ in got[:6]}) == 1 and got[6][0] != got[0][0], describe(proc)
+    assert "Traceback" not in proc.stderr, describe(proc)
+    assert list(tmp_path.glob("pyteleport-mpi-*")) == []
