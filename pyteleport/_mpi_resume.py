@@ -28,14 +28,17 @@ from .backends._mpi_rank import _wait_for_go, rank_from_env
 EXIT_REFUSED = 2
 
 
-def _refuse(message: str, say: bool, status_path=None) -> None:
-    """Report ``message`` (in the stage's status file, else on stderr if
-    ``say``: a refusal every rank makes alike is said by rank 0 only), exit 2."""
-    if status_path is not None:
+def _refuse(message: str, say: bool, status_path=None, fd=None) -> None:
+    """Report ``message`` (on ``fd``, or in the stage's status file, else on
+    stderr if ``say``: a refusal every rank makes alike is said by rank 0
+    only), exit 2."""
+    if fd is None and status_path is not None:
         try:
-            _report(message, os.open(status_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            fd = os.open(status_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError:
             pass
+    if fd is not None:
+        _report(message, fd)
     elif say:
         _report(message, None)
     os._exit(EXIT_REFUSED)
@@ -51,14 +54,25 @@ def _report(message: str, status_fd) -> None:
 
 
 class _Ranks:
-    """The ranks' agreements around the restore entry (see the module doc)."""
+    """The ranks' agreements around the restore entry (see the module doc).
 
-    def __init__(self, directory: str, rank: int, ranks: int, status_fd=None, go_fd=None):
-        self.directory = directory
-        self.status_fd = status_fd
+    ``where``: names this rank's payload in messages; ``status_fd``: this
+    rank's own status channel (a backend's stage); ``verdict_fd`` (rank 0
+    only): the status channel of the whole launch, told once every rank has
+    rebuilt its program, or the first rank's reason why not; ``go_fd``: wait
+    on it before running; ``loaded``: called by rank 0 once every rank has
+    read its payload."""
+
+    def __init__(self, where: str, size_message, rank: int, ranks: int, status_fd=None,
+                 verdict_fd=None, go_fd=None, loaded=None):
+        self.where = where
+        self.size_message = size_message
         self.rank = rank
         self.ranks = ranks
+        self.status_fd = status_fd
+        self.verdict_fd = verdict_fd
         self.go_fd = go_fd
+        self.loaded = loaded
         self.agreed = 0          # agreements passed so far
 
     def _agree(self, error) -> None:
@@ -66,7 +80,10 @@ class _Ranks:
         comm = mpi().COMM_WORLD
         errors = comm.allgather(error)
         self.agreed += 1
-        if error is None and any(e is not None for e in errors):
+        failed = [e for e in errors if e is not None]
+        if failed and self.verdict_fd is not None:
+            _report(failed[0], self.verdict_fd)
+        if error is None and failed:
             # the failing rank says why, then meets us here: leaving earlier
             # would let the launcher kill it before it has told
             comm.Barrier()
@@ -76,18 +93,23 @@ class _Ranks:
         from ._mpi_world import mpi
         size = mpi().COMM_WORLD.Get_size()
         if size != self.ranks:
-            _refuse(_size_message(self.directory, self.ranks, size), self.rank == 0)
+            _refuse(self.size_message(size), self.rank == 0, fd=self.verdict_fd)
         self._agree(None)
+        if self.loaded is not None:
+            self.loaded()
 
     def before_run(self) -> None:
         self._agree(None)
+        if self.verdict_fd is not None:
+            os.write(self.verdict_fd, b"\x1b[PYTELEPORT-STATUS] OK\n")
+            os.close(self.verdict_fd)
         if self.go_fd is not None:
             _wait_for_go(self.go_fd)
 
     def on_error(self, message: str) -> None:
         """This rank cannot rebuild its program: tell the others (at the
         agreement they are waiting in), report, exit 2."""
-        message = f"{os.path.join(self.directory, _mpi_dir.rank_file(self.rank))}: {message}"
+        message = f"{self.where}: {message}"
         try:
             if self.agreed < 2:
                 self._agree(message)
@@ -106,39 +128,87 @@ def _size_message(directory: str, ranks: int, size: int) -> str:
             f"run `{_mpi_dir.launch_hint(directory, ranks)}`")
 
 
-def resume_dir(directory: str, stage: bool = False) -> None:
-    """Resume this process's rank of the checkpoint ``directory``; does not return."""
-    launch_env = dict(os.environ)
-    rank, size = rank_from_env(launch_env)
-    if rank is None:
-        rank, size = 0, 1           # no launcher: a singleton MPI process
-    status_path = os.path.join(directory, f"status.{rank}") if stage else None
+def _launch_rank():
+    """``(rank, size)`` of this process; a process started without a
+    launcher is a singleton MPI process."""
+    rank, size = rank_from_env(os.environ)
+    return (0, 1) if rank is None else (rank, size)
+
+
+def resume_dir(directory: str, mode: str = "") -> None:
+    """Resume this process's rank of the checkpoint ``directory``; does not
+    return.  ``mode``: ``""`` (``pyteleport resume``), ``"stage"`` (the
+    mpirun backend's stage: a status file per rank, the ``go`` FIFO) or
+    ``"verdict"`` (rank 0 tells the launch's verdict in ``status.0`` and
+    removes the rank files once every rank has read its own)."""
+    rank, size = _launch_rank()
+    status_path = os.path.join(directory, f"status.{rank}") if mode == "stage" else None
+    verdict_path = os.path.join(directory, "status.0") if mode == "verdict" and rank == 0 else None
     try:
         manifest = _mpi_dir.read_manifest(directory)
         _mpi_dir.check(directory, manifest, sys.version_info[:2])
     except _mpi_dir.CheckpointError as e:
-        _refuse(str(e), rank == 0, status_path)
+        _refuse(str(e), rank == 0, status_path or verdict_path)
     if size is not None and size != manifest.ranks:
-        _refuse(_size_message(directory, manifest.ranks, size), rank == 0, status_path)
-    status_fd = go_fd = None
+        _refuse(_size_message(directory, manifest.ranks, size), rank == 0, status_path or verdict_path)
+
+    def loaded() -> None:
+        for name in [_mpi_dir.MANIFEST] + [_mpi_dir.rank_file(i) for i in range(manifest.ranks)]:
+            try:
+                os.unlink(os.path.join(directory, name))
+            except OSError:
+                pass
+
+    _resume(os.path.join(directory, _mpi_dir.rank_file(rank)), directory, rank, manifest.ranks,
+            lambda size: _size_message(directory, manifest.ranks, size), status_path, verdict_path,
+            os.path.join(directory, "go") if mode == "stage" else None,
+            loaded if verdict_path is not None else None)
+
+
+def resume_shared(stage: str, ranks: int) -> None:
+    """A fan-out under a launcher that has no source next to it (srun in a
+    Slurm job): every rank resumes ``stage/payload.0``; rank 0 tells the
+    verdict in ``stage/status.0``; does not return."""
+    rank, size = _launch_rank()
+    verdict_path = os.path.join(stage, "status.0") if rank == 0 else None
+
+    def size_message(size: int) -> str:
+        return f"the launcher started {size} ranks, not the {ranks} asked for (ntasks)"
+
+    if size is not None and size != ranks:
+        _refuse(size_message(size), rank == 0, verdict_path)
+    _resume(os.path.join(stage, "payload.0"), stage, rank, ranks, size_message, None,
+            verdict_path, None, None)
+
+
+def _resume(path, label, rank, ranks, size_message, status_path, verdict_path, go_path, loaded) -> None:
+    launch_env = dict(os.environ)
+    status_fd = verdict_fd = go_fd = None
     try:
-        if stage:
+        if status_path is not None:
             status_fd = os.open(status_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if verdict_path is not None:
+            verdict_fd = os.open(verdict_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        if go_path is not None:
             # a FIFO the source holds open: opened now (the source may commit
             # and remove the directory as soon as every rank confirmed)
-            go_fd = os.open(os.path.join(directory, "go"), os.O_RDONLY | os.O_NONBLOCK)
+            go_fd = os.open(go_path, os.O_RDONLY | os.O_NONBLOCK)
             os.set_blocking(go_fd, True)
-        stream = open(os.path.join(directory, _mpi_dir.rank_file(rank)), "rb")
+        stream = open(path, "rb")
     except OSError as e:
-        _refuse(f"rank {rank}: cannot open {e.filename}: {e.strerror}", True, None)
-    ranks = _Ranks(directory, rank, manifest.ranks, status_fd, go_fd)
+        _refuse(f"rank {rank}: cannot open {e.filename}: {e.strerror}", True, None,
+                status_fd if status_fd is not None else verdict_fd)
+    agreements = _Ranks(path, size_message, rank, ranks, status_fd, verdict_fd, go_fd, loaded)
     from . import _restore
     _restore.restore(stream, status_fd, launch_env=launch_env, task_index=rank,
-                     after_context=ranks.after_context, before_run=ranks.before_run,
-                     on_error=ranks.on_error)
+                     after_context=agreements.after_context, before_run=agreements.before_run,
+                     on_error=agreements.on_error)
 
 
 def main(argv=None) -> None:
-    """Entry of the ranks a backend starts: ``DIR [--stage]``."""
+    """Entry of the ranks a backend starts: ``DIR [--stage|--verdict]``, or
+    ``STAGE --shared N``."""
     argv = sys.argv[1:] if argv is None else argv
-    resume_dir(argv[0], stage="--stage" in argv[1:])
+    if argv[1:2] == ["--shared"]:
+        resume_shared(argv[0], int(argv[2]))
+    resume_dir(argv[0], argv[1][2:] if len(argv) > 1 else "")

@@ -16,7 +16,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         import os
         if os.path.isdir(argv[1]):      # an MPI job's checkpoint (pyteleport.mpi)
             from ._mpi_resume import resume_dir
-            resume_dir(argv[1])
+            resume_dir(argv[1].rstrip(os.sep) or os.sep)
         from ._restore import resume_file
         resume_file(argv[1])
         return 0

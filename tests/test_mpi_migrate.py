@@ -76,6 +76,9 @@ def run(nsteps):
             moves += 1
         elif step in AT and MODE == "teleport":
             pyteleport.mpi.teleport(backend="mpirun")
+        elif step in AT and MODE == "slurm":
+            pyteleport.mpi.teleport(backend="slurm", wait=True, stage_dir=os.environ["STAGE"],
+                                    output="job-%j.out", error="job-%j.err")
     return comm.reduce(float((u ** 2).sum()), root=0)
 
 
@@ -316,10 +319,14 @@ def test_checkpoint_refuses_unknown_communicator_and_pending_request(tmp_path: P
     assert lines == sorted(want), describe(proc)
 
 
-@pytest.mark.parametrize("n, at", [(2, "2"), (2, "1,3")])
-def test_teleport_matches_reference(program: Path, n: int, at: str) -> None:
+@pytest.mark.parametrize("mode, n, at", [("teleport", 2, "2"), ("teleport", 2, "1,3"), ("slurm", 2, "2")])
+def test_teleport_matches_reference(program: Path, mode: str, n: int, at: str, request) -> None:
+    """mode slurm: the job moves from mpiexec into a Slurm job, its ranks started by srun."""
+    if mode == "slurm":
+        request.getfixturevalue("slurm_cluster")
     want = reference(program, n)
-    proc = run(mpiexec(n, sys.executable, program), program.parent, MODE="teleport", AT=at)
+    stage = program.parent / "stage"
+    proc = run(mpiexec(n, sys.executable, program), program.parent, MODE=mode, AT=at, STAGE=str(stage))
     assert proc.returncode == 0, describe(proc)
     got = by_rank(proc.stdout)
     moves = len(at.split(","))
@@ -331,7 +338,12 @@ def test_teleport_matches_reference(program: Path, n: int, at: str) -> None:
         assert len(changes) == moves and len(set(pids)) == moves + 1, describe(proc)
         steps = [int(t.split()[1]) for _, t in got[rank] if t.startswith("step")]
         assert [steps[i] for i in changes] == [int(s) + 1 for s in at.split(",")], describe(proc)
-    assert proc.stderr == "", describe(proc)
+    if mode == "slurm":
+        # the ranks ran in the job, whose output the source forwarded; nothing is left in the stage
+        assert len(list(program.parent.glob("job-*.out"))) == 1
+        assert not stage.exists() or os.listdir(stage) == [], os.listdir(stage)
+    else:
+        assert proc.stderr == "", describe(proc)
     assert list(program.parent.glob("pyteleport-mpi-*")) == []
 
 
@@ -395,3 +407,38 @@ def test_teleport_failures_leave_every_rank_running(tmp_path: Path) -> None:
         assert len({pid for pid, _ in got[:6]}) == 1 and got[6][0] != got[0][0], describe(proc)
     assert "Traceback" not in proc.stderr, describe(proc)
     assert list(tmp_path.glob("pyteleport-mpi-*")) == []
+
+
+SLURM_FANOUT = """\
+import os, sys
+import pyteleport
+
+grid = [i * i for i in range(10)]
+print("login", os.getpid(), flush=True)
+pyteleport.teleport(backend="slurm", ntasks=NTASKS, mpi=True, wait=True, stage_dir="stage",
+                    output="job-%j.out", error="job-%j.err")
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+part = sum(grid[rank::comm.Get_size()])
+line = f"rank {rank} task {pyteleport.task_index()} of {comm.Get_size()} pid {os.getpid()} " \\
+       f"job {os.environ['SLURM_JOB_ID']} part {part} total {comm.allreduce(part)}\\n"
+os.write(1, line.encode())
+"""
+
+
+@pytest.mark.usefixtures("slurm_cluster")
+def test_slurm_fanout_into_mpi_ranks(tmp_path: Path) -> None:
+    (tmp_path / "prog.py").write_text(SLURM_FANOUT.replace("NTASKS", "2"))
+    proc = run([sys.executable, tmp_path / "prog.py"], tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    lines = proc.stdout.splitlines()
+    login = lines.pop(0).split()
+    assert login[0] == "login", describe(proc)
+    got = sorted(line.split() for line in lines)
+    assert [(w[1], w[3], w[5]) for w in got] == [("0", "0", "2"), ("1", "1", "2")], describe(proc)
+    assert len({w[7] for w in got} | {login[1]}) == 3, describe(proc)     # new processes
+    assert len({w[9] for w in got}) == 1, describe(proc)                  # one job
+    want = [sum(i * i for i in range(r, 10, 2)) for r in (0, 1)]
+    assert [int(w[11]) for w in got] == want and {int(w[13]) for w in got} == {sum(want)}
+    assert not (tmp_path / "stage").exists() or os.listdir(tmp_path / "stage") == []

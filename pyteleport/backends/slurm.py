@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Mapping, Optional, Union
 from .. import _log
 from .._errors import TeleportError
 from .._restore import parse_status
-from . import Backend, Target, _slurm_cli
+from . import Backend, Target, _slurm_cli, _slurm_mpi
 from . import _slurm_options as opts
 from ._slurm_follow import Follower
 from ._slurm_stage import job_script, make_stage, remove_stage, stage_payload
@@ -110,6 +110,10 @@ class SlurmBackend(Backend):
     :param signal: the warning signal (default ``USR2``).
     :param grace: seconds before the limit it is sent (default 180).
     :param max_restarts: requeues at most this often (default 10).
+    :param mpi: start ``ntasks`` MPI ranks in the job, each resuming the
+        program (:func:`pyteleport.task_index` is the rank).
+    :param mpi_launcher: the command that starts them in the allocation
+        (default ``["srun", "--mpi=pmi2"]``; ``PYTELEPORT_SLURM_MPI_LAUNCHER``).
     """
 
     name = "slurm"
@@ -125,7 +129,8 @@ class SlurmBackend(Backend):
                  stage_dir: Optional[str] = None, wait: Optional[bool] = None,
                  array: Union[int, str, None] = None, requeue: bool = False,
                  signal: Optional[str] = None, grace: Optional[int] = None,
-                 max_restarts: Optional[int] = None):
+                 max_restarts: Optional[int] = None, mpi: bool = False,
+                 mpi_launcher: Union[str, List[str], None] = None):
         named = dict(partition=partition, time=time, nodes=nodes, ntasks=ntasks,
                      cpus_per_task=cpus_per_task, mem=mem, gres=gres, account=account, qos=qos,
                      constraint=constraint, job_name=job_name, output=output, error=error)
@@ -160,8 +165,21 @@ class SlurmBackend(Backend):
         if not opts.given(self.args, "job-name"):
             self.args.append(f"--job-name={os.path.basename(sys.argv[0] or 'python') or 'python'}")
         _slurm_cli.api_choice()
+        # MPI ranks in the job (see _slurm_mpi)
+        self.mpi = bool(mpi)
+        self.mpi_launcher = mpi_launcher
+        if self.mpi:
+            _slurm_mpi.check(self, array, requeue)
+
+    def rank_stage(self) -> str:
+        return make_stage(self.stage_dir)
+
+    def spawn_ranks(self, directory: str, n: int) -> Target:
+        return _slurm_mpi.spawn_ranks(self, directory, n)
 
     def spawn(self, payload) -> Target:
+        if self.mpi:
+            return _slurm_mpi.spawn_fanout(self, payload)
         stage = make_stage(self.stage_dir)
         try:
             stage_payload(stage, payload, self.tasks)
