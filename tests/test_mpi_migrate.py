@@ -428,8 +428,10 @@ os.write(1, line.encode())
 
 
 @pytest.mark.usefixtures("slurm_cluster")
-def test_slurm_fanout_into_mpi_ranks(tmp_path: Path) -> None:
-    (tmp_path / "prog.py").write_text(SLURM_FANOUT.replace("NTASKS", "2"))
+@pytest.mark.parametrize("launcher", [None, [LAUNCHER, "-n", "2"]], ids=["srun", "mpiexec"])
+def test_slurm_fanout_into_mpi_ranks(tmp_path: Path, launcher) -> None:
+    options = "" if launcher is None else f", mpi_launcher={launcher!r}"
+    (tmp_path / "prog.py").write_text(SLURM_FANOUT.replace("NTASKS", "2").replace(", wait=True", ", wait=True" + options))
     proc = run([sys.executable, tmp_path / "prog.py"], tmp_path)
     assert proc.returncode == 0, describe(proc)
     lines = proc.stdout.splitlines()
