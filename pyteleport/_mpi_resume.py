@@ -61,10 +61,12 @@ class _Ranks:
     only): the status channel of the whole launch, told once every rank has
     rebuilt its program, or the first rank's reason why not; ``go_fd``: wait
     on it before running; ``loaded``: called by rank 0 once every rank has
-    read its payload."""
+    read its payload; ``protect``: ``(stage, signal, max_restarts)`` of a
+    Slurm job surviving time limits (see _mpi_protect)."""
 
     def __init__(self, where: str, size_message, rank: int, ranks: int, status_fd=None,
-                 verdict_fd=None, go_fd=None, loaded=None):
+                 verdict_fd=None, go_fd=None, loaded=None, protect=None):
+        self.protect = protect
         self.where = where
         self.size_message = size_message
         self.rank = rank
@@ -95,8 +97,11 @@ class _Ranks:
         if size != self.ranks:
             _refuse(self.size_message(size), self.rank == 0, fd=self.verdict_fd)
         self._agree(None)
-        if self.loaded is not None:
+        if self.loaded is not None and self.rank == 0:
             self.loaded()
+        if self.protect is not None:
+            from ._mpi_protect import install
+            install(*self.protect, self.rank)
 
     def before_run(self) -> None:
         self._agree(None)
@@ -135,12 +140,13 @@ def _launch_rank():
     return (0, 1) if rank is None else (rank, size)
 
 
-def resume_dir(directory: str, mode: str = "") -> None:
+def resume_dir(directory: str, mode: str = "", protect=None) -> None:
     """Resume this process's rank of the checkpoint ``directory``; does not
     return.  ``mode``: ``""`` (``pyteleport resume``), ``"stage"`` (the
     mpirun backend's stage: a status file per rank, the ``go`` FIFO) or
-    ``"verdict"`` (rank 0 tells the launch's verdict in ``status.0`` and
-    removes the rank files once every rank has read its own)."""
+    ``"verdict"`` (rank 0 tells the launch's verdict in ``status.0`` and,
+    unless the job is ``protect``\ ed, removes the rank files once every rank
+    has read its own)."""
     rank, size = _launch_rank()
     status_path = os.path.join(directory, f"status.{rank}") if mode == "stage" else None
     verdict_path = os.path.join(directory, "status.0") if mode == "verdict" and rank == 0 else None
@@ -162,10 +168,10 @@ def resume_dir(directory: str, mode: str = "") -> None:
     _resume(os.path.join(directory, _mpi_dir.rank_file(rank)), directory, rank, manifest.ranks,
             lambda size: _size_message(directory, manifest.ranks, size), status_path, verdict_path,
             os.path.join(directory, "go") if mode == "stage" else None,
-            loaded if verdict_path is not None else None)
+            loaded if verdict_path is not None and protect is None else None, protect)
 
 
-def resume_shared(stage: str, ranks: int) -> None:
+def resume_shared(stage: str, ranks: int, protect=None) -> None:
     """A fan-out under a launcher that has no source next to it (srun in a
     Slurm job): every rank resumes ``stage/payload.0``; rank 0 tells the
     verdict in ``stage/status.0``; does not return."""
@@ -178,10 +184,11 @@ def resume_shared(stage: str, ranks: int) -> None:
     if size is not None and size != ranks:
         _refuse(size_message(size), rank == 0, verdict_path)
     _resume(os.path.join(stage, "payload.0"), stage, rank, ranks, size_message, None,
-            verdict_path, None, None)
+            verdict_path, None, None, protect)
 
 
-def _resume(path, label, rank, ranks, size_message, status_path, verdict_path, go_path, loaded) -> None:
+def _resume(path, label, rank, ranks, size_message, status_path, verdict_path, go_path, loaded,
+            protect=None) -> None:
     launch_env = dict(os.environ)
     status_fd = verdict_fd = go_fd = None
     try:
@@ -198,7 +205,7 @@ def _resume(path, label, rank, ranks, size_message, status_path, verdict_path, g
     except OSError as e:
         _refuse(f"rank {rank}: cannot open {e.filename}: {e.strerror}", True, None,
                 status_fd if status_fd is not None else verdict_fd)
-    agreements = _Ranks(path, size_message, rank, ranks, status_fd, verdict_fd, go_fd, loaded)
+    agreements = _Ranks(path, size_message, rank, ranks, status_fd, verdict_fd, go_fd, loaded, protect)
     from . import _restore
     _restore.restore(stream, status_fd, launch_env=launch_env, task_index=rank,
                      after_context=agreements.after_context, before_run=agreements.before_run,
@@ -206,9 +213,20 @@ def _resume(path, label, rank, ranks, size_message, status_path, verdict_path, g
 
 
 def main(argv=None) -> None:
-    """Entry of the ranks a backend starts: ``DIR [--stage|--verdict]``, or
-    ``STAGE --shared N``."""
+    """Entry of the ranks a backend starts: ``DIR [--stage|--verdict]`` or
+    ``STAGE --shared N``, then ``--protect SIGNAL MAX_RESTARTS`` in a Slurm
+    job surviving time limits: a requeued job resumes its checkpoint."""
     argv = sys.argv[1:] if argv is None else argv
+    protect = None
+    if "--protect" in argv:
+        at = argv.index("--protect")
+        import signal
+        protect = (argv[0], int(getattr(signal, "SIG" + argv[at + 1])), int(argv[at + 2]))
+        argv = argv[:at] + argv[at + 3:]
+        from ._mpi_protect import checkpoint_dir
+        saved = checkpoint_dir(argv[0])
+        if os.path.exists(os.path.join(saved, _mpi_dir.MANIFEST)):
+            resume_dir(saved, "", protect)
     if argv[1:2] == ["--shared"]:
-        resume_shared(argv[0], int(argv[2]))
-    resume_dir(argv[0], argv[1][2:] if len(argv) > 1 else "")
+        resume_shared(argv[0], int(argv[2]), protect)
+    resume_dir(argv[0], argv[1][2:] if len(argv) > 1 else "", protect)

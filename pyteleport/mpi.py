@@ -18,9 +18,8 @@ import sys
 from typing import Optional, Union
 
 from . import _mpi_world
-from ._errors import TeleportError
 
-__all__ = ["checkpoint", "teleport", "dup", "split", "create"]
+__all__ = ["checkpoint", "teleport", "safe_point", "dup", "split", "create"]
 
 
 def _world():
@@ -59,6 +58,23 @@ def teleport(backend: Union[str, "object", None] = "mpirun", **options) -> None:
     """
     from . import _mpi_move
     _mpi_move.move(_world(), sys._getframe(1), backend, options)
+
+
+def safe_point() -> bool:
+    """Where a job protected from Slurm time limits may be checkpointed.
+
+    Collective over ``MPI.COMM_WORLD``; call it on every rank at the same
+    point of the main loop.  In a job started with the slurm backend's
+    ``requeue=True`` (``teleport(backend="slurm", mpi=True, requeue=True,
+    ...)`` or ``pyteleport.mpi.teleport(backend="slurm", requeue=True,
+    ...)``): if the time-limit (or preemption) warning signal reached any
+    rank, every rank is checkpointed here, the job is requeued and the ranks
+    end; in the next allocation every rank resumes from this call, which
+    returns ``True`` there.  Otherwise it returns ``False`` (at once, without
+    any message, outside such a job).
+    """
+    from . import _mpi_protect
+    return _mpi_protect.safe_point(sys._getframe(1))
 
 
 def _parent(comm):
@@ -106,6 +122,3 @@ def create(comm, group):
     return _record(comm.Create(group), ("create", parent, ranks))
 
 
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise TeleportError(message)

@@ -12,6 +12,7 @@ one-line message and exit code, and for leaving the program running.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import subprocess
@@ -443,4 +444,73 @@ def test_slurm_fanout_into_mpi_ranks(tmp_path: Path, launcher) -> None:
     assert len({w[9] for w in got}) == 1, describe(proc)                  # one job
     want = [sum(i * i for i in range(r, 10, 2)) for r in (0, 1)]
     assert [int(w[11]) for w in got] == want and {int(w[13]) for w in got} == {sum(want)}
+    assert not (tmp_path / "stage").exists() or os.listdir(tmp_path / "stage") == []
+
+
+PROTECTED = """\\
+import os, sys, time
+import pyteleport, pyteleport.mpi
+
+if os.environ.get("MOVE") == "1":           # into a Slurm job of 2 ranks surviving time limits
+    pyteleport.teleport(backend="slurm", ntasks=2, mpi=True, requeue=True, grace=60, wait=True,
+                        job_name=os.environ["JOB_NAME"], stage_dir="stage", output="job-%j.out",
+                        error="job-%j.err")
+from mpi4py import MPI
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+total, resumed = 0, 0
+for i in range(40):
+    total += comm.allreduce(i * (rank + 1))
+    if rank == 0:
+        print("step", i, total, flush=True)
+        if i == 5:
+            print("ready", flush=True)
+    t = time.time()
+    while time.time() - t < 0.05:            # busy: the signal lands mid-loop
+        pass
+    resumed += pyteleport.mpi.safe_point()
+if rank == 0:
+    print("done", total, flush=True)
+print("rank", rank, "resumed", resumed, "restarts", os.environ.get("SLURM_RESTART_COUNT", "0"),
+      file=sys.stderr, flush=True)
+"""
+
+
+@pytest.mark.usefixtures("slurm_cluster")
+def test_mpi_job_survives_time_limit_signal(tmp_path: Path) -> None:
+    """The warning signal reaches both ranks (srun forwards it); at the next
+    safe_point() every rank is checkpointed, the job requeued, and the next
+    allocation resumes both ranks: rank 0's output is an uninterrupted run's."""
+    import threading
+    import time
+
+    from slurmctl import sh, wait_job_done
+    (tmp_path / "prog.py").write_text(PROTECTED)
+    reference = run(mpiexec(2, sys.executable, tmp_path / "prog.py"), tmp_path)
+    assert reference.returncode == 0, describe(reference)
+    assert sorted(reference.stderr.splitlines()) == [f"rank {r} resumed 0 restarts 0" for r in (0, 1)]
+    name = f"ptl-mpi-limit-{os.getpid()}-{time.monotonic_ns()}"
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "prog.py")], cwd=tmp_path, text=True,
+                            env=_env(MOVE="1", JOB_NAME=name), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    watchdog = threading.Timer(TIMEOUT, proc.kill)
+    watchdog.start()
+    try:
+        # the job is running its loop: send the warning as Slurm would at the limit
+        seen = [*itertools.takewhile(lambda line: line != "ready\n", proc.stdout), "ready\n"]
+        ids = sh("squeue", "-h", "-o", "%i", "--name", name).split()
+        assert len(ids) == 1, ids
+        sh("scancel", "--batch", "--signal=USR2", ids[0])
+        rest = proc.stdout.read()
+        err = proc.stderr.read()
+        proc.wait()
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, ("".join(seen) + rest, err)
+    assert "".join(seen) + rest == reference.stdout, ("".join(seen) + rest, err)
+    ranks = sorted(line for line in err.splitlines() if line.startswith("rank "))
+    assert ranks == [f"rank {r} resumed 1 restarts 1" for r in (0, 1)], err
+    assert wait_job_done(ids[0])["Restarts"] == "1"
     assert not (tmp_path / "stage").exists() or os.listdir(tmp_path / "stage") == []

@@ -44,14 +44,12 @@ def ntasks(args: List[str]) -> Optional[int]:
     return None
 
 
-def check(backend, array, requeue) -> None:
+def check(backend, array) -> None:
     """Options that ``mpi=True`` cannot go with."""
     if ntasks(backend.args) is None:
         raise TeleportError("slurm backend: mpi=True needs ntasks (the number of MPI ranks)")
     if array is not None:
         raise TeleportError("slurm backend: mpi=True cannot be combined with array")
-    if requeue:
-        raise TeleportError("slurm backend: mpi=True cannot be combined with requeue yet")
 
 
 def _setup(setup: Optional[str]) -> str:
@@ -94,7 +92,7 @@ def spawn_fanout(backend, payload) -> Target:
     except BaseException:
         remove_stage(stage)
         raise
-    return spawn(backend, stage, ["--shared", str(ntasks(backend.args))])
+    return spawn(backend, stage, ["--shared", str(ntasks(backend.args)), *backend.entry_args])
 
 
 def spawn_ranks(backend, directory: str, n: int) -> Target:
@@ -104,4 +102,4 @@ def spawn_ranks(backend, directory: str, n: int) -> Target:
         remove_stage(directory)
         raise TeleportError(f"slurm backend: ntasks={count}, but the MPI job has {n} ranks: it moves "
                             "to as many ranks (rank i resumes as rank i); leave ntasks out")
-    return spawn(backend, directory, ["--verdict"])
+    return spawn(backend, directory, ["--verdict", *backend.entry_args])

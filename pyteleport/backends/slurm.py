@@ -169,7 +169,7 @@ class SlurmBackend(Backend):
         self.mpi = bool(mpi)
         self.mpi_launcher = mpi_launcher
         if self.mpi:
-            _slurm_mpi.check(self, array, requeue)
+            _slurm_mpi.check(self, array)
 
     def rank_stage(self) -> str:
         return make_stage(self.stage_dir)
