@@ -61,7 +61,8 @@ def advance(u, comms):
 def run(nsteps):
     pairs = pyteleport.mpi.split(comm, rank % 2, key=-rank)      # odd and even ranks
     twin = pyteleport.mpi.dup(pairs)
-    first = pyteleport.mpi.create(comm, comm.Get_group().Incl([0]))   # rank 0 only
+    solo = comm.Get_group().Incl([0])                                # a group travels too
+    first = pyteleport.mpi.create(comm, solo)                         # rank 0 only
     u = np.linspace(0, 1, 16) * (rank + 1)
     moves = 0
     for step in range(nsteps):
@@ -70,7 +71,7 @@ def run(nsteps):
         in_pair = pairs.allreduce(rank)
         alone = first.allreduce(rank) if first != MPI.COMM_NULL else "-"
         say("step", step, "total", repr(total), "pair", pairs.Get_rank(), in_pair,
-            "twin", twin.allreduce(1), "first", alone)
+            "twin", twin.allreduce(1), "first", alone, "solo", solo.Get_size(), solo.Get_rank())
         if step in AT and MODE == "checkpoint":
             if not pyteleport.mpi.checkpoint(os.environ["DIR"] + str(moves)):
                 sys.exit(0)                 # stop here: the test resumes the directory
