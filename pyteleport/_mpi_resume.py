@@ -15,9 +15,12 @@ launcher).  Each rank:
    program, before any runs it: if one fails, it reports why and every rank
    exits with code 2.
 
-Started by a backend (``--stage``: :func:`pyteleport.mpi.teleport`), each
-rank also reports its verdict in ``DIR/status.<rank>`` and waits on the
-FIFO ``DIR/go`` before running, as ``backends._mpi_rank`` describes.
+Started by a backend (:func:`main`): with the mpirun backend (``--stage``,
+:func:`pyteleport.mpi.teleport`), each rank also reports its verdict in
+``DIR/status.<rank>`` and waits on the FIFO ``DIR/go`` before running, as
+``backends._mpi_rank`` describes; in a Slurm job (``--verdict``, or
+``--shared N``: every rank resumes one payload), rank 0 reports the whole
+launch's verdict in ``status.0``, as the slurm backend expects.
 """
 import os
 import sys
@@ -66,7 +69,6 @@ class _Ranks:
 
     def __init__(self, where: str, size_message, rank: int, ranks: int, status_fd=None,
                  verdict_fd=None, go_fd=None, loaded=None, protect=None):
-        self.protect = protect
         self.where = where
         self.size_message = size_message
         self.rank = rank
@@ -75,6 +77,7 @@ class _Ranks:
         self.verdict_fd = verdict_fd
         self.go_fd = go_fd
         self.loaded = loaded
+        self.protect = protect
         self.agreed = 0          # agreements passed so far
 
     def _agree(self, error) -> None:
@@ -145,8 +148,8 @@ def resume_dir(directory: str, mode: str = "", protect=None) -> None:
     return.  ``mode``: ``""`` (``pyteleport resume``), ``"stage"`` (the
     mpirun backend's stage: a status file per rank, the ``go`` FIFO) or
     ``"verdict"`` (rank 0 tells the launch's verdict in ``status.0`` and,
-    unless the job is ``protect``\ ed, removes the rank files once every rank
-    has read its own)."""
+    unless ``protect`` is given, removes the rank files once every rank has
+    read its own)."""
     rank, size = _launch_rank()
     status_path = os.path.join(directory, f"status.{rank}") if mode == "stage" else None
     verdict_path = os.path.join(directory, "status.0") if mode == "verdict" and rank == 0 else None
@@ -165,7 +168,7 @@ def resume_dir(directory: str, mode: str = "", protect=None) -> None:
             except OSError:
                 pass
 
-    _resume(os.path.join(directory, _mpi_dir.rank_file(rank)), directory, rank, manifest.ranks,
+    _resume(os.path.join(directory, _mpi_dir.rank_file(rank)), rank, manifest.ranks,
             lambda size: _size_message(directory, manifest.ranks, size), status_path, verdict_path,
             os.path.join(directory, "go") if mode == "stage" else None,
             loaded if verdict_path is not None and protect is None else None, protect)
@@ -183,11 +186,11 @@ def resume_shared(stage: str, ranks: int, protect=None) -> None:
 
     if size is not None and size != ranks:
         _refuse(size_message(size), rank == 0, verdict_path)
-    _resume(os.path.join(stage, "payload.0"), stage, rank, ranks, size_message, None,
+    _resume(os.path.join(stage, "payload.0"), rank, ranks, size_message, None,
             verdict_path, None, None, protect)
 
 
-def _resume(path, label, rank, ranks, size_message, status_path, verdict_path, go_path, loaded,
+def _resume(path, rank, ranks, size_message, status_path, verdict_path, go_path, loaded,
             protect=None) -> None:
     launch_env = dict(os.environ)
     status_fd = verdict_fd = go_fd = None
