@@ -66,12 +66,12 @@ def move(world, frame, backend, options: dict) -> None:
     or in the new launch."""
     comm = world.Dup()      # the move's own messages never meet the program's
     try:
-        _move(comm, world, frame, backend, dict(options))
+        _move(comm, frame, backend, dict(options))
     finally:
         comm.Free()
 
 
-def _move(comm, world, frame, backend, options: dict) -> None:
+def _move(comm, frame, backend, options: dict) -> None:
     rank, size = comm.Get_rank(), comm.Get_size()
     impl = stage = error = None
     if rank == 0:

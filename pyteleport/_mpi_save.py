@@ -78,6 +78,10 @@ def save(comm, frame, directory: str, result, what: str = "pyteleport.mpi.checkp
     path = os.path.join(directory, _mpi_dir.rank_file(rank))
     entry = None
     try:
+        # the earlier checkpoint's file (no longer vouched for: its manifest
+        # is gone) is freed now, in every rank at once, not by the rename
+        if os.path.exists(path):
+            os.unlink(path)
         write_file(payload, path, f"checkpoint rank {rank}")
         entry = _mpi_dir.file_crc(path)
     except OSError as e:
