@@ -452,13 +452,16 @@ PROTECTED = """\\
 import os, sys, time
 import pyteleport, pyteleport.mpi
 
-if os.environ.get("MOVE") == "1":           # into a Slurm job of 2 ranks surviving time limits
-    pyteleport.teleport(backend="slurm", ntasks=2, mpi=True, requeue=True, grace=60, wait=True,
-                        job_name=os.environ["JOB_NAME"], stage_dir="stage", output="job-%j.out",
-                        error="job-%j.err")
+MOVE = os.environ.get("MOVE")               # into a Slurm job of 2 ranks surviving time limits
+OPTIONS = dict(requeue=True, grace=60, wait=True, job_name=os.environ.get("JOB_NAME"),
+               stage_dir="stage", output="job-%j.out", error="job-%j.err")
+if MOVE == "fanout":                        # from one process
+    pyteleport.teleport(backend="slurm", ntasks=2, mpi=True, **OPTIONS)
 from mpi4py import MPI
 comm = MPI.COMM_WORLD
 rank = comm.Get_rank()
+if MOVE == "ranks":                         # a running MPI job moves
+    pyteleport.mpi.teleport(backend="slurm", **OPTIONS)
 total, resumed = 0, 0
 for i in range(40):
     total += comm.allreduce(i * (rank + 1))
@@ -478,10 +481,13 @@ print("rank", rank, "resumed", resumed, "restarts", os.environ.get("SLURM_RESTAR
 
 
 @pytest.mark.usefixtures("slurm_cluster")
-def test_mpi_job_survives_time_limit_signal(tmp_path: Path) -> None:
-    """The warning signal reaches both ranks (srun forwards it); at the next
-    safe_point() every rank is checkpointed, the job requeued, and the next
-    allocation resumes both ranks: rank 0's output is an uninterrupted run's."""
+@pytest.mark.parametrize("move", ["fanout", "ranks"])
+def test_mpi_job_survives_time_limit_signal(tmp_path: Path, move: str) -> None:
+    """A job moved into Slurm with requeue=True (from one process, or as a
+    running MPI job): the warning signal reaches both ranks (srun forwards
+    it); at the next safe_point() every rank is checkpointed, the job
+    requeued, and the next allocation resumes both ranks: rank 0's output is
+    an uninterrupted run's."""
     import threading
     import time
 
@@ -491,8 +497,9 @@ def test_mpi_job_survives_time_limit_signal(tmp_path: Path) -> None:
     assert reference.returncode == 0, describe(reference)
     assert sorted(reference.stderr.splitlines()) == [f"rank {r} resumed 0 restarts 0" for r in (0, 1)]
     name = f"ptl-mpi-limit-{os.getpid()}-{time.monotonic_ns()}"
-    proc = subprocess.Popen([sys.executable, str(tmp_path / "prog.py")], cwd=tmp_path, text=True,
-                            env=_env(MOVE="1", JOB_NAME=name), stdout=subprocess.PIPE,
+    cmd = [sys.executable, str(tmp_path / "prog.py")]
+    proc = subprocess.Popen(cmd if move == "fanout" else mpiexec(2, *cmd), cwd=tmp_path, text=True,
+                            env=_env(MOVE=move, JOB_NAME=name), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     watchdog = threading.Timer(TIMEOUT, proc.kill)
     watchdog.start()
