@@ -23,7 +23,12 @@ __all__ = ["checkpoint", "teleport", "safe_point", "dup", "split", "create"]
 
 
 def _world():
-    return _mpi_world.mpi().COMM_WORLD
+    try:
+        return _mpi_world.mpi().COMM_WORLD
+    except ImportError as e:
+        from ._errors import TeleportError
+        raise TeleportError(f"pyteleport.mpi needs mpi4py and an MPI library: {e} "
+                            "(pip install mpi4py mpich)") from None
 
 
 def checkpoint(path: Union[str, os.PathLike]) -> bool:

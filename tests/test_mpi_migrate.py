@@ -212,6 +212,25 @@ def saved_dir(program: Path) -> Path:
     return program.parent / "ckpt0"
 
 
+def test_inspect_directory(saved_dir: Path) -> None:
+    proc = run([sys.executable, "-m", "pyteleport", "inspect", "ckpt0"], saved_dir.parent)
+    assert proc.returncode == 0, describe(proc)
+    lines = proc.stdout.splitlines()
+    version = "%d.%d" % sys.version_info[:2]
+    assert re.fullmatch(rf"MPI checkpoint: ckpt0 \(2 ranks, Python {version}, pyteleport \S+, id [0-9a-f]{{16}}\)",
+                        lines[0]), lines
+    for rank in (0, 1):
+        size = (saved_dir / f"rank-{rank}.pyteleport").stat().st_size
+        assert re.fullmatch(rf"  rank-{rank}.pyteleport: {size:,} bytes, crc32 [0-9a-f]{{8}}", lines[1 + rank])
+    assert lines[3].startswith("payload:     ckpt0/rank-0.pyteleport")
+    source = PROGRAM.splitlines()
+    call = next(i for i, line in enumerate(source, 1) if "pyteleport.mpi.checkpoint(" in line)
+    top = source.index("result = run(6)") + 1
+    prog = saved_dir.parent / "prog.py"
+    assert lines[-3:] == ["frames (outermost first):", f"  {prog}:{top}, in <module>",
+                          f"  {prog}:{call}, in run"], lines
+
+
 def _refused(cwd: Path, cmd: List[str], message: str) -> None:
     proc = run(cmd, cwd)
     assert proc.returncode == 2, describe(proc)
