@@ -46,6 +46,9 @@ def reduce(obj, refuse):
         if _predefined(obj, MPI, (MPI.COMM_WORLD, MPI.COMM_SELF, MPI.COMM_NULL)):
             return NotImplemented
         index = find_recorded(obj)
+        if index is not None and not _mpi_world.collective:
+            refuse(f"MPI communicator {_describe(obj)} is re-created only when every rank moves: use "
+                   "pyteleport.mpi.checkpoint() or pyteleport.mpi.teleport(), or Free() it before the call")
         if index is not None and _mpi_world.recorded[index][1][1] is not None:
             return _mpi_world.comm, (index,)
         refuse(f"MPI communicator {_describe(obj)} cannot be moved: make it with "

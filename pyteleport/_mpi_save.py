@@ -62,10 +62,13 @@ def save(comm, frame, directory: str, result, what: str = "pyteleport.mpi.checkp
     # rank 0's view of the path and a new id, for every rank
     checkpoint_id, directory = comm.bcast((secrets.token_hex(8), directory), root=0)
     payload = error = None
+    _mpi_world.collective = True
     try:
         payload = _pack.pack(frame, result, extra_context=mpi_context(checkpoint_id))
     except TeleportError as e:
         error = str(e)
+    finally:
+        _mpi_world.collective = False
     agree(comm, error, what)
     if rank == 0:
         try:

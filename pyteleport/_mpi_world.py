@@ -19,6 +19,8 @@ import sys
 # communicator, or None (a communicator pyteleport cannot re-create); ranks
 # are the new group's members as ranks of the parent (None: empty group)
 recorded = []
+# True while pyteleport.mpi packs a rank (recorded communicators move only so)
+collective = False
 
 # environment variables a launcher sets for one launch only: never carried
 # into another launch (a stale PMI_FD or PMI_PORT breaks MPI_Init there)

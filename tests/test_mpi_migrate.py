@@ -302,39 +302,47 @@ def say(*args):
 def work(kind):
     plain = comm.Dup() if kind == "comm" else None
     req = comm.irecv(source=0, tag=7) if kind == "request" and rank == 1 else None
+    twin = pyteleport.mpi.dup(comm) if kind == "single" else None
     try:
-        pyteleport.mpi.checkpoint("ckpt")
+        (pyteleport.checkpoint if kind == "single" else pyteleport.mpi.checkpoint)("ckpt")
     except pyteleport.TeleportError as e:
         say(rank, "ERROR", e)
     if req is not None:
         say(rank, "got", req.wait())
     elif kind == "request":
         comm.send("late", dest=1, tag=7)
-    say(rank, "carried on", sorted(os.listdir("ckpt")) if os.path.isdir("ckpt") else None)
+    say(rank, "carried on", sorted(os.listdir("ckpt")) if os.path.isdir("ckpt") else os.path.exists("ckpt"))
 
 
 work(sys.argv[1])
 """
 
 
-@pytest.mark.parametrize("kind", ["comm", "request"])
+@pytest.mark.parametrize("kind", ["comm", "request", "single"])
 def test_checkpoint_refuses_unknown_communicator_and_pending_request(tmp_path: Path, kind: str) -> None:
+    """single: a communicator of pyteleport.mpi in a one-process checkpoint (pyteleport.checkpoint)."""
     (tmp_path / "prog.py").write_text(REFUSED)
     proc = run(mpiexec(2, sys.executable, tmp_path / "prog.py", kind), tmp_path)
     assert proc.returncode == 0, describe(proc)
     lines = sorted(proc.stdout.splitlines())
-    where = f"{tmp_path / 'prog.py'}:16, in work"
+    line = next(i for i, text in enumerate(REFUSED.splitlines(), 1) if "checkpoint)(" in text)
+    where = f"{tmp_path / 'prog.py'}:{line}, in work"
     if kind == "comm":
         reason = (f"{where}: local 'plain': MPI communicator (Intracomm of size 2) cannot be moved: "
                   "make it with pyteleport.mpi.dup(), split() or create() (from COMM_WORLD, COMM_SELF or "
                   "one of those) so that it is re-created in the new launch, or Free() it before the call")
         errors = [f"0 ERROR {reason}", f"1 ERROR {reason}"]
-    else:
+    elif kind == "request":
         reason = (f"{where}: local 'req': a pending MPI request cannot be moved: complete it (Wait()) "
                   "or cancel it before the call")
         errors = [f"0 ERROR pyteleport.mpi.checkpoint: rank 1 failed: {reason}", f"1 ERROR {reason}"]
+    else:
+        reason = (f"{where}: local 'twin': MPI communicator (Intracomm of size 2) is re-created only when "
+                  "every rank moves: use pyteleport.mpi.checkpoint() or pyteleport.mpi.teleport(), or "
+                  "Free() it before the call")
+        errors = [f"0 ERROR {reason}", f"1 ERROR {reason}"]
     # every rank raised, nothing was written, the program went on (the request completes)
-    want = ["0 carried on None", *errors[:1], "1 carried on None", *errors[1:]]
+    want = ["0 carried on False", *errors[:1], "1 carried on False", *errors[1:]]
     if kind == "request":
         want.insert(2, "1 got late")
     assert lines == sorted(want), describe(proc)
@@ -387,6 +395,12 @@ if rank == 1:
 comm.Barrier()
 if rank == 0:
     os.rename("vanishing.py", "vanishing.away")
+plain = comm.Dup()                # not made through pyteleport.mpi: cannot be re-created
+try:
+    pyteleport.mpi.teleport()
+except pyteleport.TeleportError as e:
+    say("ERROR", e)
+plain.Free()                      # now COMM_NULL, which moves
 for options in OPTIONS:
     try:
         pyteleport.mpi.teleport(**options)
@@ -415,9 +429,14 @@ def test_teleport_failures_leave_every_rank_running(tmp_path: Path) -> None:
     n_error = ("pyteleport.mpi.teleport: n=3, but this job has 2 ranks: an MPI job moves to as many "
                "ranks (rank i resumes as rank i); leave n out")
     local_error = "backend 'local' cannot start the ranks of an MPI job: use backend='mpirun' or 'slurm'"
+    plain_error = ("__main__ global 'plain': MPI communicator (Intracomm of size 2) cannot be moved: make it "
+                   "with pyteleport.mpi.dup(), split() or create() (from COMM_WORLD, COMM_SELF or one of "
+                   "those) so that it is re-created in the new launch, or Free() it before the call")
     for rank in (0, 1):
         value = 41 + rank
         got = lines[rank]
+        assert got[0][1] == f"ERROR {plain_error}", describe(proc)
+        got = got[1:]
         texts_ = [t for _, t in got]
         assert texts_[:4] == [f"ERROR {n_error}", f"carried on {value} 2",
                               f"ERROR {local_error}", f"carried on {value} 2"], describe(proc)
