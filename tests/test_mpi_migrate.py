@@ -560,3 +560,50 @@ def test_mpi_job_survives_time_limit_signal(tmp_path: Path, move: str) -> None:
     assert ranks == [f"rank {r} resumed 1 restarts 1" for r in (0, 1)], err
     assert wait_job_done(ids[0])["Restarts"] == "1"
     assert not (tmp_path / "stage").exists() or os.listdir(tmp_path / "stage") == []
+
+
+IN_SLURM = """\\
+import os, sys
+from mpi4py import MPI
+import pyteleport.mpi
+
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+u = [rank] * 3
+for step in range(4):
+    u = [x + comm.allreduce(x) for x in u]
+    where = f"{os.environ.get('SLURM_JOB_PARTITION', '-')} {os.environ.get('SLURM_JOB_ID', '-')} {os.getpid()}"
+    os.write(1, f"rank {rank} step {step} u {u} | {where}\\n".encode())
+    if step == 1 and os.environ.get("MOVE") == "1":
+        pyteleport.mpi.teleport(backend="slurm", partition="gpu", wait=True, stage_dir="stage",
+                                output="new-%j.out", error="new-%j.err")
+"""
+
+
+@pytest.mark.usefixtures("slurm_cluster")
+def test_mpi_job_in_slurm_moves_to_another_partition(tmp_path: Path) -> None:
+    """The issue's example: a running MPI job of a Slurm batch job (ranks
+    started by srun) moves into a new job on another partition."""
+    from slurmctl import wait_job_done
+    (tmp_path / "prog.py").write_text(IN_SLURM)
+    reference = run(mpiexec(2, sys.executable, tmp_path / "prog.py"), tmp_path)
+    assert reference.returncode == 0, describe(reference)
+    (tmp_path / "job.sh").write_text(f"#!/bin/sh\nexec srun --mpi=pmi2 {sys.executable} prog.py\n")
+    env = _env(MOVE="1")
+    job = subprocess.run(["sbatch", "--parsable", "-n", "2", "-p", "debug", "-o", "old-%j.out",
+                          "-e", "old-%j.err", "job.sh"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()
+    fields = wait_job_done(job, timeout=TIMEOUT)
+    out = (tmp_path / f"old-{job}.out").read_text()
+    assert fields["JobState"] == "COMPLETED", (fields, out, (tmp_path / f"old-{job}.err").read_text())
+    split = lambda text: sorted(line.split(" | ") for line in text.splitlines())   # noqa: E731
+    got, want = split(out), split(reference.stdout)
+    assert [g[0] for g in got] == [w[0] for w in want], out
+    for rank in (0, 1):
+        # (partition, job, pid) of steps 0-1 (before the move) and 2-3 (after)
+        places = [tuple(g[1].split()) for g in got if g[0].startswith(f"rank {rank} ")]
+        before, after = set(places[:2]), set(places[2:])
+        assert len(before) == 1 and len(after) == 1, out
+        (old,), (new,) = before, after
+        assert old[:2] == ("debug", job) and new[0] == "gpu" and new[1] != job and new[2] != old[2], out
+    assert not (tmp_path / "stage").exists() or os.listdir(tmp_path / "stage") == []
