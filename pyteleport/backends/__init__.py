@@ -48,7 +48,6 @@ class Backend(ABC):
         then continues where it was.
         """
 
-
     def rank_stage(self) -> str:
         """A new private directory (mode 0700) where the ranks of an MPI job
         moved by :func:`pyteleport.mpi.teleport` write their payloads; it
