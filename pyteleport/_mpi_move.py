@@ -48,12 +48,11 @@ def _backend(backend, options: dict, size: int):
 
 def _receive(comm, source: int = 0, tag: int = 0):
     """A message from ``source``, waiting without keeping a core busy."""
-    request = comm.irecv(source=source, tag=tag)
-    while True:
-        done, value = request.test()
-        if done:
-            return value
+    # probe, then receive: a pending irecv() would need a buffer as large
+    # as the message (a long error message may not fit the default one)
+    while not comm.iprobe(source=source, tag=tag):
         time.sleep(_POLL)
+    return comm.recv(source=source, tag=tag)
 
 
 def _tell_all(comm, value, tag: int = 0) -> None:
