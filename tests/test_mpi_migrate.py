@@ -507,8 +507,11 @@ for i in range(40):
         print("step", i, total, flush=True)
         if i == 5:
             print("ready", flush=True)
+    # busy, so that the signal lands mid-loop; slowly until the job was
+    # requeued, so that the test has time to send it
+    slow = "SLURM_JOB_ID" in os.environ and "SLURM_RESTART_COUNT" not in os.environ
     t = time.time()
-    while time.time() - t < 0.05:            # busy: the signal lands mid-loop
+    while time.time() - t < (0.25 if slow else 0.01):
         pass
     resumed += pyteleport.mpi.safe_point()
 if rank == 0:
@@ -554,12 +557,15 @@ def test_mpi_job_survives_time_limit_signal(tmp_path: Path, move: str) -> None:
         watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 0, ("".join(seen) + rest, err)
-    assert "".join(seen) + rest == reference.stdout, ("".join(seen) + rest, err)
+    fields = wait_job_done(ids[0])
+    what = ("".join(seen) + rest, err, fields, [(p.name, p.read_text()) for p in tmp_path.glob("job-*")],
+            [str(p) for p in (tmp_path / "stage").rglob("*")])
+    assert proc.returncode == 0, what
+    assert "".join(seen) + rest == reference.stdout, what
     ranks = sorted(line for line in err.splitlines() if line.startswith("rank "))
-    assert ranks == [f"rank {r} resumed 1 restarts 1" for r in (0, 1)], err
-    assert wait_job_done(ids[0])["Restarts"] == "1"
-    assert not (tmp_path / "stage").exists() or os.listdir(tmp_path / "stage") == []
+    assert ranks == [f"rank {r} resumed 1 restarts 1" for r in (0, 1)], what
+    assert fields["Restarts"] == "1", what
+    assert not (tmp_path / "stage").exists() or os.listdir(tmp_path / "stage") == [], what
 
 
 IN_SLURM = """\\
