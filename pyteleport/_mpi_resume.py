@@ -218,8 +218,16 @@ def _resume(path, rank, ranks, size_message, status_path, verdict_path, go_path,
 def main(argv=None) -> None:
     """Entry of the ranks a backend starts: ``DIR [--stage|--verdict]`` or
     ``STAGE --shared N``, then ``--protect SIGNAL MAX_RESTARTS`` in a Slurm
-    job surviving time limits: a requeued job resumes its checkpoint."""
+    job surviving time limits (a requeued job resumes its checkpoint), and
+    ``--detached`` when no source follows the job (rank 0 removes the stage
+    once the program has ended)."""
     argv = sys.argv[1:] if argv is None else argv
+    if "--detached" in argv:
+        argv = [a for a in argv if a != "--detached"]
+        if _launch_rank()[0] == 0:
+            import atexit
+            from .backends._slurm_stage import remove_stage
+            atexit.register(remove_stage, argv[0])
     protect = None
     if "--protect" in argv:
         at = argv.index("--protect")

@@ -613,3 +613,21 @@ def test_mpi_job_in_slurm_moves_to_another_partition(tmp_path: Path) -> None:
         (old,), (new,) = before, after
         assert old[:2] == ("debug", job) and new[0] == "gpu" and new[1] != job and new[2] != old[2], out
     assert not (tmp_path / "stage").exists() or os.listdir(tmp_path / "stage") == []
+
+
+@pytest.mark.usefixtures("slurm_cluster")
+def test_slurm_mpi_job_without_waiting(tmp_path: Path) -> None:
+    """wait=False: the source exits once submitted; the ranks run on, their
+    output in the job's file, and rank 0 removes the stage at the end."""
+    from slurmctl import wait_job_done
+    (tmp_path / "prog.py").write_text(SLURM_FANOUT.replace("NTASKS", "2").replace("wait=True", "wait=False"))
+    proc = run([sys.executable, tmp_path / "prog.py"], tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    job = re.fullmatch(r"pyteleport: submitted batch job (\d+)\n", proc.stderr)
+    assert job and proc.stdout.startswith("login "), describe(proc)
+    fields = wait_job_done(job.group(1), timeout=TIMEOUT)
+    out = (tmp_path / f"job-{job.group(1)}.out").read_text()
+    assert fields["JobState"] == "COMPLETED", (fields, out)
+    assert sorted(line.split()[:6] for line in out.splitlines()) == \
+        [["rank", str(r), "task", str(r), "of", "2"] for r in (0, 1)], out
+    assert not (tmp_path / "stage").exists()

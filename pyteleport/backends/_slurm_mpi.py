@@ -66,6 +66,8 @@ def spawn(backend, stage: str, entry_args: List[str]) -> Target:
     The stage is the caller's: removed here on failure."""
     from .slurm import DetachedTarget, SlurmTarget, _announce, _await_handoff
     try:
+        if not backend.wait:
+            entry_args = [*entry_args, "--detached"]    # no source will remove the stage
         script = job_script(backend.python, stage, _setup(backend.setup), entry_args,
                             launcher(backend.mpi_launcher), ENTRY)
         job_id = _slurm_cli.submit(backend.args, script)
