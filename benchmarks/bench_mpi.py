@@ -15,6 +15,19 @@ to the last rank's line.  Baseline: from just before starting
 line.  Goal: within 1.5x the baseline + the load time (reading SIZE bytes
 once per rank, measured separately, serially: an upper bound).
 
+**Checkpoint of an MPI job** (``pyteleport.mpi.checkpoint``).  4 ranks under
+``mpirun``, each holding a NumPy array of SIZE bytes (256 MiB by default),
+write a checkpoint directory; figure: from a barrier before the call to a
+barrier after it.  Baseline, in the same run and the same ranks: each rank
+``numpy.save``\ s its array into the same folder, between the same barriers.
+Goal: within 1.3x.  Note the checkpoint fsyncs every rank file (a checkpoint
+must survive a crash); ``numpy.save`` does not.
+
+**Checkpoint restart** (``mpirun -n 4 pyteleport resume DIR``).  From just
+before starting the launcher to the last rank's first line after the
+resumed call.  Baseline and goal as for the fan-out restart, the load time
+being reading the 4 rank files once, serially.
+
 Figures are medians.  No assertions; an unmet goal prints MISS.
 """
 from __future__ import annotations
@@ -46,6 +59,51 @@ pyteleport.teleport(backend="mpirun", n={n})
 from mpi4py import MPI
 import os; os.write(1, b'T1 %r\\n' % time.time())
 """
+CKPT = """\
+import os, sys, time
+import numpy as np
+from mpi4py import MPI
+import pyteleport.mpi
+
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+size, folder, repeats = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+state = np.random.default_rng(rank).random(size // 8)
+
+
+def np_save(durable):
+    with open(os.path.join(folder, f"np-{rank}.npy"), "wb") as f:
+        np.save(f, state)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def clean_start():
+    # no dirty pages of an earlier part slow this one down
+    if rank == 0:
+        os.sync()
+    comm.Barrier()
+    return time.perf_counter()
+
+
+for i in range(repeats):
+    times = {}
+    for part in (("np", "npsync", "ck") if i % 2 == 0 else ("ck", "npsync", "np")):
+        t0 = clean_start()
+        if part == "ck":
+            resumed = pyteleport.mpi.checkpoint(os.path.join(folder, "ckpt"))
+            if resumed:
+                comm.Barrier()
+                os.write(1, b"T1 %r\\n" % time.time())
+                sys.exit(0)
+        else:
+            np_save(part == "npsync")
+        comm.Barrier()
+        times[part] = time.perf_counter() - t0
+    if rank == 0:
+        print("NP", times["np"], "NPSYNC", times["npsync"], "CK", times["ck"], flush=True)
+"""
 BARE = "import os, time; from mpi4py import MPI; os.write(1, b'T1 %r\\n' % time.time())"
 
 
@@ -68,9 +126,9 @@ def moved(size: int, directory: str) -> float:
     return _last(out, "T1") - _last(out, "T0")
 
 
-def bare(launcher: str) -> float:
+def bare(launcher: str, imports: str = "") -> float:
     t0 = time.time()
-    out = subprocess.run([launcher, "-n", str(RANKS), sys.executable, "-c", BARE], env=_env(),
+    out = subprocess.run([launcher, "-n", str(RANKS), sys.executable, "-c", imports + BARE], env=_env(),
                          capture_output=True, text=True, check=True).stdout
     return _last(out, "T1") - t0
 
@@ -89,9 +147,61 @@ def load_time(size: int, directory: str) -> float:
     return time.perf_counter() - t0
 
 
+def checkpoint(launcher: str, size: int, repeats: int, directory: str):
+    """``[(numpy.save, checkpoint)]`` seconds, one pair per repeat; leaves
+    ``directory/ckpt<i>`` behind."""
+    path = os.path.join(directory, "ckpt.py")
+    with open(path, "w") as f:
+        f.write(CKPT)
+    out = subprocess.run([launcher, "-n", str(RANKS), sys.executable, path, str(size), directory,
+                          str(repeats)], env=_env(), capture_output=True, text=True, check=True,
+                         cwd=directory).stdout
+    return [(float(w[1]), float(w[3]), float(w[5])) for w in (line.split() for line in out.splitlines())
+            if w and w[0] == "NP"]
+
+
+def restart(launcher: str, folder: str) -> float:
+    t0 = time.time()
+    out = subprocess.run([launcher, "-n", str(RANKS), sys.executable, "-m", "pyteleport", "resume",
+                          folder], env=_env(), capture_output=True, text=True, check=True,
+                         cwd=os.path.dirname(folder)).stdout
+    return _last(out, "T1") - t0
+
+
+def read_files(paths) -> float:
+    """Reading the files once each, serially."""
+    t0 = time.perf_counter()
+    for path in paths:
+        with open(path, "rb") as f:
+            while f.read(1 << 24):
+                pass
+    return time.perf_counter() - t0
+
+
+def bench_checkpoint(launcher: str, base: float, repeats: int, size: int) -> None:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as directory:
+        pairs = checkpoint(launcher, size, repeats, directory)
+        np_save, np_sync, ckpt = (statistics.median(t[k] for t in pairs) for k in range(3))
+        print(f"checkpoint, {RANKS} ranks x {size >> 20} MiB: {ckpt * 1000:.0f} ms; numpy.save "
+              f"{np_save * 1000:.0f} ms: {ckpt / np_save:.2f}x (goal 1.3x) "
+              f"{'ok' if ckpt <= 1.3 * np_save else 'MISS'}; numpy.save + fsync {np_sync * 1000:.0f} ms: "
+              f"{ckpt / np_sync:.2f}x")
+        folder = os.path.join(directory, "ckpt")
+        fig = statistics.median(restart(launcher, folder) for _ in range(repeats))
+        load = read_files([os.path.join(folder, n) for n in os.listdir(folder) if n.startswith("rank-")])
+        goal = 1.5 * base + load
+        with_numpy = statistics.median(bare(launcher, "import numpy; ") for _ in range(repeats))
+        print(f"checkpoint restart, {RANKS} ranks x {size >> 20} MiB: {fig * 1000:.0f} ms "
+              f"(goal {goal * 1000:.0f} ms = 1.5 x {base * 1000:.0f} + load {load * 1000:.0f}) "
+              f"{'ok' if fig <= goal else 'MISS'}; the bare launch importing numpy too (as the "
+              f"resumed ranks must): {with_numpy * 1000:.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", choices=("fanout", "checkpoint"), help="run one part only")
+    parser.add_argument("--size", type=int, default=256, help="MiB per rank for the checkpoint (256)")
     args = parser.parse_args()
     repeats = 3 if args.quick else 5
     launcher = find_launcher(sys.executable)
@@ -101,7 +211,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         base = statistics.median(bare(launcher) for _ in range(repeats))
         print(f"baseline: mpirun -n {RANKS} python -c 'from mpi4py import MPI': {base * 1000:.0f} ms")
-        for size in (1 << 20, 64 << 20):
+        if args.only != "fanout":
+            bench_checkpoint(launcher, base, repeats, args.size << 20)
+        for size in (1 << 20, 64 << 20) if args.only != "checkpoint" else ():
             fig = statistics.median(moved(size, directory) for _ in range(repeats))
             load = load_time(size, directory)
             goal = 1.5 * base + load

@@ -14,6 +14,9 @@ def __getattr__(name):
     if name in ("teleport", "bash_teleport", "checkpoint"):
         from . import api
         return getattr(api, name)
+    if name == "mpi":     # also in a resumed process that never ran `import pyteleport.mpi`
+        import importlib
+        return importlib.import_module(__name__ + ".mpi")
     if name == "Backend":
         from .backends import Backend
         return Backend

@@ -27,7 +27,7 @@ import sys
 import types
 from typing import Callable, Dict, List, Tuple
 
-from . import _rebuild
+from . import _mpi_pickle, _rebuild
 from ._errors import TeleportError
 
 OUT_OF_BAND_MIN = 64 * 1024
@@ -38,6 +38,10 @@ _STD_STREAMS = ("stdin", "stdout", "stderr", "__stdin__", "__stdout__", "__stder
 
 class _Refusal(Exception):
     """An object that must not be moved (the message says why)."""
+
+
+def _refuse(message: str):
+    raise _Refusal(message)
 
 
 class _NeedsDill(Exception):
@@ -51,6 +55,7 @@ class _Rules:
         self._running = running
         self._compile_suspended = compile_suspended
         self._recipes = recipes
+        self._mpi = _mpi_pickle.mpi_types()    # None unless the program uses mpi4py
 
     def persistent_id(self, obj):
         # consulted for every object (the C pickler skips reducer_override
@@ -87,6 +92,8 @@ class _Rules:
             raise _Refusal(f"{t.__name__} objects cannot be moved yet")
         if t is types.FrameType or t is types.TracebackType:
             raise _Refusal(f"{t.__name__} objects belong to this process and cannot be moved")
+        if self._mpi is not None and isinstance(obj, self._mpi):
+            return _mpi_pickle.reduce(obj, _refuse)
         return NotImplemented
 
     def _reduce_generator(self, gen):

@@ -45,8 +45,9 @@ def parse_status(line: str):
 class _Status:
     """The channel that tells the source whether the rebuild worked."""
 
-    def __init__(self, fd):
+    def __init__(self, fd, on_error=None):
         self.fd = fd
+        self.on_error = on_error
 
     def send(self, verdict: str) -> None:
         if self.fd is None:
@@ -63,6 +64,8 @@ class _Status:
 
 def _fail(status: _Status, message: str) -> None:
     """Report ``message`` and end the process (exit 2)."""
+    if status.on_error is not None:
+        message = status.on_error(message) or message
     if status.fd is not None:
         status.send("ERR " + message)
     else:
@@ -123,7 +126,7 @@ def _new_main(ctx: dict) -> types.ModuleType:
 
 
 def restore(stream, status_fd=None, *, launch_env=None, task_index=None,
-            after_context=None, before_run=None) -> None:
+            after_context=None, before_run=None, on_error=None) -> None:
     """Rebuild the program from ``stream`` and run it; does not return normally.
 
     Backends that start the target through a launcher (mpirun, Slurm) adjust
@@ -134,9 +137,15 @@ def restore(stream, status_fd=None, *, launch_env=None, task_index=None,
     ``after_context`` called once the context is restored, before any object
                       of the program is rebuilt;
     ``before_run``    called once the source was told the rebuild worked,
-                      right before the program runs.
+                      right before the program runs;
+    ``on_error``      called with the reason when this process cannot rebuild
+                      the program, before it reports it and exits (MPI ranks
+                      tell each other, see _mpi_resume); may return a more
+                      specific reason.
+    A program that used MPI gets its recorded communicators re-created
+    (collectively, see _mpi_world) before its objects are rebuilt.
     """
-    status = _Status(status_fd)
+    status = _Status(status_fd, on_error)
     try:
         _, payload = read(stream)
     except PayloadError as e:
@@ -150,6 +159,9 @@ def restore(stream, status_fd=None, *, launch_env=None, task_index=None,
         _apply_context(ctx, launch_env, task_index)
         if after_context is not None:
             after_context()
+        if ctx.get("mpi") is not None:
+            from ._mpi_world import rebuild
+            rebuild(ctx["mpi"]["comms"])
     except Exception as e:
         _fail(status, f"cannot restore the process context: {type(e).__name__}: {e}")
     main = _new_main(ctx)

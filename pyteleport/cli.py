@@ -4,8 +4,8 @@ from __future__ import annotations
 import sys
 from typing import List, Optional
 
-USAGE = """usage: pyteleport resume PATH    continue a checkpoint
-       pyteleport inspect PATH   show what a payload holds, without running it
+USAGE = """usage: pyteleport resume PATH    continue a checkpoint (a file, or an MPI job's directory)
+       pyteleport inspect PATH   show what a payload (or an MPI checkpoint directory) holds, without running it
        pyteleport --version"""
 
 
@@ -13,6 +13,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 2 and argv[0] == "resume":
         # the resumed program runs from here on: keep this path lean
+        import os
+        if os.path.isdir(argv[1]):      # an MPI job's checkpoint (pyteleport.mpi)
+            from ._mpi_resume import resume_dir
+            resume_dir(argv[1].rstrip(os.sep) or os.sep)
         from ._restore import resume_file
         resume_file(argv[1])
         return 0
@@ -28,6 +32,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _inspect(path: str) -> int:
     import os
+    if os.path.isdir(path):
+        return _inspect_dir(path)
     from ._payload import PayloadError, read_context
     try:
         with open(path, "rb") as f:
@@ -48,6 +54,22 @@ def _inspect(path: str) -> int:
     for where in ctx["frames"]:
         print(f"  {where}")
     return 0
+
+
+def _inspect_dir(path: str) -> int:
+    """An MPI job's checkpoint directory: its manifest, then rank 0's payload."""
+    import os
+    from ._mpi_dir import CheckpointError, rank_file, read_manifest
+    try:
+        manifest = read_manifest(path)
+    except CheckpointError as e:
+        sys.stderr.write(f"pyteleport: {e}\n")
+        return 2
+    print(f"MPI checkpoint: {path} ({manifest.ranks} ranks, Python {manifest.python[0]}."
+          f"{manifest.python[1]}, pyteleport {manifest.version}, id {manifest.id})")
+    for rank, (size, crc) in enumerate(manifest.files):
+        print(f"  {rank_file(rank)}: {size:,} bytes, crc32 {crc:08x}")
+    return _inspect(os.path.join(path, rank_file(0)))
 
 
 if __name__ == "__main__":

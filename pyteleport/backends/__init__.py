@@ -48,6 +48,23 @@ class Backend(ABC):
         then continues where it was.
         """
 
+    def rank_stage(self) -> str:
+        """A new private directory (mode 0700) where the ranks of an MPI job
+        moved by :func:`pyteleport.mpi.teleport` write their payloads; it
+        must be visible to them and to the new launch's ranks."""
+        import tempfile
+        return tempfile.mkdtemp(prefix="pyteleport-mpi-")
+
+    def spawn_ranks(self, directory: str, n: int) -> Target:
+        """Start ``n`` MPI ranks, rank *i* resuming ``directory``'s rank *i*
+        (an MPI checkpoint directory, see :mod:`pyteleport.mpi`); return once
+        every rank confirmed it rebuilt its program, which none runs before.
+        ``directory`` is the backend's: removed once loaded, or on failure."""
+        import shutil
+        shutil.rmtree(directory, ignore_errors=True)
+        raise TeleportError(f"backend {self.name!r} cannot start the ranks of an MPI job: "
+                            "use backend='mpirun' or 'slurm'")
+
 
 def _load(spec: str) -> Type[Backend]:
     import importlib

@@ -3,7 +3,9 @@
 A private directory (mode 0700) holds what the ranks need and what they
 report:
 
-* ``payload``: the program, written once (mode 0600), read by every rank;
+* ``payload``: the program, written once (mode 0600), read by every rank
+  (or, for :func:`pyteleport.mpi.teleport`, one payload per rank and a
+  manifest: an MPI checkpoint directory, see ``_mpi_dir``);
 * ``status.<rank>``: each rank's verdict (the restore entry's status line);
   ``status.pid<pid>`` for a process that could not tell its rank;
 * ``go``: a FIFO the source holds open.  Once every rank has confirmed, the
@@ -30,10 +32,11 @@ from ._mpi_rank import GO
 class Stage:
     """The stage directory of one move to ``n`` ranks."""
 
-    def __init__(self, n: int, what: str):
+    def __init__(self, n: int, what: str, path: Optional[str] = None):
         self.n = n
         self.what = what
-        self.path = tempfile.mkdtemp(prefix="pyteleport-mpi-")   # mode 0700
+        # mode 0700; or a private directory the caller made (pyteleport.mpi.teleport)
+        self.path = path or tempfile.mkdtemp(prefix="pyteleport-mpi-")
         try:
             os.mkfifo(os.path.join(self.path, "go"), 0o600)
             # read-write: opening never blocks, and the ranks' reads block

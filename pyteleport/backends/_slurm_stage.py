@@ -96,20 +96,26 @@ def remove_stage(stage: str) -> None:
         pass
 
 
-def entry_command(python: str, stage: str, entry_args: Iterable[str] = ()) -> List[str]:
-    """The command line of the job-side restore entry (:mod:`._slurm_entry`)."""
+ENTRY = "pyteleport.backends._slurm_entry:main"
+
+
+def entry_command(python: str, stage: str, entry_args: Iterable[str] = (), entry: str = ENTRY) -> List[str]:
+    """The command line of a job-side entry (``module:function``; default the
+    restore entry, :mod:`._slurm_entry`)."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    boot = (f"import sys; sys.path.insert(0, {root!r}); "
-            "from pyteleport.backends._slurm_entry import main; main()")
+    module, function = entry.split(":")
+    boot = f"import sys; sys.path.insert(0, {root!r}); from {module} import {function}; {function}()"
     return [python, "-c", boot, stage, *entry_args]
 
 
-def job_script(python: str, stage: str, setup: Optional[str], entry_args: Iterable[str] = ()) -> str:
+def job_script(python: str, stage: str, setup: Optional[str], entry_args: Iterable[str] = (),
+               launcher: Iterable[str] = (), entry: str = ENTRY) -> str:
     """The batch script: ``setup``, then ``exec`` Python on the restore entry
-    (``exec``, so that Slurm's ``--signal=B:...`` reaches the program)."""
+    (``exec``, so that Slurm's ``--signal=B:...`` reaches the program), or on
+    ``entry`` through ``launcher`` (MPI ranks: ``srun``)."""
     lines = ["#!/bin/sh", "# pyteleport: resume a moved program (see pyteleport/backends/slurm.py)"]
     if setup:
         lines += ["set -e", setup.rstrip("\n"), "set +e"]
-    cmd = entry_command(python, stage, entry_args)
+    cmd = [*launcher, *entry_command(python, stage, entry_args, entry)]
     lines.append("exec " + " ".join(shlex.quote(c) for c in cmd))
     return "\n".join(lines) + "\n"

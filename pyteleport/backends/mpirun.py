@@ -50,13 +50,28 @@ def find_launcher(python: str) -> Optional[str]:
     return None
 
 
-def boot_command(python: str, stage: str, n: int) -> List[str]:
-    """The command every rank runs: the rank entry of this very pyteleport."""
+def boot_command(python: str, entry: str, *args: str) -> List[str]:
+    """The command every rank runs: ``entry`` (``module:function``) of this
+    very pyteleport, with ``args``."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    boot = (f"import sys; sys.path.insert(0, {root!r}); "
-            "from pyteleport.backends._mpi_rank import main; main()")
+    module, function = entry.split(":")
+    boot = f"import sys; sys.path.insert(0, {root!r}); from {module} import {function}; {function}()"
     flags = subprocess._args_from_interpreter_flags() if python == sys.executable else []
-    return [python, *flags, "-c", boot, stage, str(n)]
+    return [python, *flags, "-c", boot, *args]
+
+
+# the ranks' entries: one payload for all (fan-out), one per rank (an MPI job moved)
+FANOUT_ENTRY = "pyteleport.backends._mpi_rank:main"
+RANKS_ENTRY = "pyteleport._mpi_resume:main"
+
+
+def launch_env(extra: Mapping[str, str]) -> dict:
+    """This environment without the per-launch variables of an MPI launch
+    this process may itself be part of, plus ``extra``."""
+    from .._mpi_world import is_launch_variable
+    env = {k: v for k, v in os.environ.items() if not is_launch_variable(k)}
+    env.update(extra)
+    return env
 
 
 class MpirunBackend(Backend):
@@ -118,24 +133,41 @@ class MpirunBackend(Backend):
         raise TeleportError(f"mpirun backend: MPI launcher {words[0]!r} not found"
                             + ("" if os.sep in words[0] else " on PATH"))
 
-    def command(self, stage: str) -> List[str]:
-        """The launcher's full command line for ``stage``."""
-        cmd = [*self.launcher, *self.mpirun_options, "-n", str(self.n),
-               *boot_command(self.python, stage, self.n)]
+    def command(self, boot: List[str]) -> List[str]:
+        """The launcher's full command line starting ``boot`` in every rank."""
+        cmd = [*self.launcher, *self.mpirun_options, "-n", str(self.n), *boot]
         if self.setup:
             # the launcher replaces the shell: signals and the exit code are its own
             cmd = ["/bin/sh", "-c", self.setup + '\nexec "$@"', "sh", *cmd]
         return cmd
 
+    def _what(self) -> str:
+        return f"mpirun backend ({self.launcher[0]}, n={self.n})"
+
     def spawn(self, payload) -> Target:
-        what = f"mpirun backend ({self.launcher[0]}, n={self.n})"
-        stage = Stage(self.n, what)
+        stage = Stage(self.n, self._what())
         try:
             stage.write_payload(payload)
-            env = dict(os.environ)
-            env.update(self.env)
+        except BaseException:
+            stage.remove()
+            raise
+        return self._launch(stage, boot_command(self.python, FANOUT_ENTRY, stage.path, str(self.n)))
+
+    def spawn_ranks(self, directory: str, n: int) -> Target:
+        if n != self.n:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise TeleportError(f"mpirun backend: n={self.n}, but the MPI job has {n} ranks: it moves "
+                                "to as many ranks (rank i resumes as rank i); leave n out")
+        stage = Stage(n, self._what(), directory)
+        return self._launch(stage, boot_command(self.python, RANKS_ENTRY, directory, "--stage"))
+
+    def _launch(self, stage: Stage, boot: List[str]) -> Target:
+        """Start the launcher on ``stage`` and hand over once every rank
+        confirmed; the stage is removed either way."""
+        what = self._what()
+        try:
             try:
-                proc = subprocess.Popen(self.command(stage.path), env=env)
+                proc = subprocess.Popen(self.command(boot), env=launch_env(self.env))
             except OSError as e:
                 raise TeleportError(f"{what}: cannot start the launcher: {e.strerror}") from None
         except BaseException:

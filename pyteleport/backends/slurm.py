@@ -121,6 +121,10 @@ class SlurmBackend(Backend):
     :param grace: seconds before the limit it is sent (default 180).
     :param max_restarts: requeues (or new jobs, when Slurm refuses to
         requeue) at most this often (default 10).
+    :param mpi: start ``ntasks`` MPI ranks in the job, each resuming the
+        program (:func:`pyteleport.task_index` is the rank).
+    :param mpi_launcher: the command that starts them in the allocation
+        (default ``["srun", "--mpi=pmi2"]``; ``PYTELEPORT_SLURM_MPI_LAUNCHER``).
     """
 
     name = "slurm"
@@ -136,7 +140,8 @@ class SlurmBackend(Backend):
                  stage_dir: Optional[str] = None, wait: Optional[bool] = None,
                  array: Union[int, str, None] = None, requeue: bool = False,
                  signal: Optional[str] = None, grace: Optional[int] = None,
-                 max_restarts: Optional[int] = None):
+                 max_restarts: Optional[int] = None, mpi: bool = False,
+                 mpi_launcher: Union[str, List[str], None] = None):
         named = dict(partition=partition, time=time, nodes=nodes, ntasks=ntasks,
                      cpus_per_task=cpus_per_task, mem=mem, gres=gres, account=account, qos=qos,
                      constraint=constraint, job_name=job_name, output=output, error=error)
@@ -172,10 +177,26 @@ class SlurmBackend(Backend):
             self.args.append(f"--job-name={os.path.basename(sys.argv[0] or 'python') or 'python'}")
         _slurm_cli.api_choice()
         self._submitted: Optional[tuple] = None     # (job id, stage) once prepare() submitted
+        # MPI ranks in the job (see _slurm_mpi)
+        self.mpi = bool(mpi)
+        self.mpi_launcher = mpi_launcher
+        if self.mpi:
+            from . import _slurm_mpi
+            _slurm_mpi.check(self, array)
+
+    def rank_stage(self) -> str:
+        return make_stage(self.stage_dir)
+
+    def spawn_ranks(self, directory: str, n: int) -> Target:
+        from . import _slurm_mpi
+        return _slurm_mpi.spawn_ranks(self, directory, n)
 
     def prepare(self) -> None:
         """Submit the job before the program is packed: Slurm schedules and
-        starts it meanwhile, and its entry waits for the payload."""
+        starts it meanwhile, and its entry waits for the payload.  (MPI ranks
+        are started by a launcher that needs the payload staged first.)"""
+        if self.mpi:
+            return
         stage = make_stage(self.stage_dir)
         try:
             entry_args = self.entry_args + ([] if self.wait else ["--detached"])
@@ -197,6 +218,9 @@ class SlurmBackend(Backend):
             remove_stage(stage)
 
     def spawn(self, payload) -> Target:
+        if self.mpi:
+            from . import _slurm_mpi
+            return _slurm_mpi.spawn_fanout(self, payload)
         if self._submitted is None:
             self.prepare()
         job_id, stage = self._submitted

@@ -1,0 +1,119 @@
+"""Writing an MPI job's checkpoint directory, collectively (see ``_mpi_dir``).
+
+Every step that can fail on some ranks is followed by an agreement (an
+all-gather of the ranks' errors), so that either every rank goes on or every
+rank raises the same :class:`TeleportError`: no rank is left waiting in a
+collective call, and nothing is written until every rank has packed its
+state.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from typing import List, Optional
+
+from . import _mpi_dir, _mpi_world
+from ._errors import TeleportError
+
+
+def agree(comm, error: Optional[str], what: str) -> None:
+    """Collective: raise on every rank if any rank has an ``error``."""
+    errors = comm.allgather(error)
+    failed = [(rank, e) for rank, e in enumerate(errors) if e is not None]
+    if not failed:
+        return
+    if error is not None:
+        raise TeleportError(error)
+    rank, first = failed[0]
+    raise TeleportError(f"{what}: rank {rank} failed: {first}")
+
+
+def _prepare(directory: str, size: int) -> None:
+    """Rank 0: the directory (0700), with no manifest from an earlier
+    checkpoint (it would vouch for files being replaced) and no rank files
+    beyond this job's size."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    for name in os.listdir(directory):
+        if name == _mpi_dir.MANIFEST:
+            os.unlink(os.path.join(directory, name))
+    for name in os.listdir(directory):
+        stem = name[len("rank-"):-len(".pyteleport")] if name.startswith("rank-") else ""
+        if name.endswith(".pyteleport") and stem.isdigit() and int(stem) >= size:
+            os.unlink(os.path.join(directory, name))
+
+
+def mpi_context(checkpoint_id: str) -> dict:
+    """What the payload's context carries for an MPI rank: the recipes of the
+    recorded communicators, and the environment without the launcher's
+    per-launch variables (the new launch sets its own)."""
+    environ = {k: v for k, v in os.environ.items() if not _mpi_world.is_launch_variable(k)}
+    return {"mpi": {"comms": _mpi_world.recipes(), "checkpoint": checkpoint_id}, "environ": environ}
+
+
+def save(comm, frame, directory: str, result, what: str = "pyteleport.mpi.checkpoint") -> None:
+    """Collective over ``comm``: write every rank's program, resuming at
+    ``frame``'s current call with ``result``, into ``directory``."""
+    from . import __version__, _pack
+    from ._payload import write_file
+    rank, size = comm.Get_rank(), comm.Get_size()
+    directory = os.path.abspath(os.fspath(directory))
+    comm.Barrier()       # no message of the program is in flight past this point
+    # rank 0's view of the path and a new id, for every rank
+    checkpoint_id, directory = comm.bcast((secrets.token_hex(8), directory), root=0)
+    payload = error = None
+    _mpi_world.collective = True
+    try:
+        payload = _pack.pack(frame, result, extra_context=mpi_context(checkpoint_id))
+    except TeleportError as e:
+        error = str(e)
+    finally:
+        _mpi_world.collective = False
+    agree(comm, error, what)
+    if rank == 0:
+        try:
+            _prepare(directory, size)
+        except OSError as e:
+            error = f"{what}: cannot prepare {directory}: {e.strerror or e}"
+    error = comm.bcast(error, root=0)
+    if error is not None:
+        raise TeleportError(error)
+    path = os.path.join(directory, _mpi_dir.rank_file(rank))
+    entry = None
+    try:
+        # the earlier checkpoint's file (no longer vouched for: its manifest
+        # is gone) is freed now, in every rank at once, not by the rename
+        if os.path.exists(path):
+            os.unlink(path)
+        write_file(payload, path, f"checkpoint rank {rank}")
+        entry = _mpi_dir.file_crc(path)
+    except OSError as e:
+        error = f"{what}: rank {rank} cannot write {path}: {e.strerror or e}"
+    del payload
+    entries = comm.gather((entry, error), root=0)
+    if rank == 0:
+        error = _finish(directory, entries, checkpoint_id, __version__, what)
+    error = comm.bcast(error, root=0)
+    if error is not None:
+        raise TeleportError(error)
+
+
+def _finish(directory: str, entries: List[tuple], checkpoint_id: str, version: str,
+            what: str) -> Optional[str]:
+    """Rank 0: the manifest, once every rank wrote its file."""
+    for entry, error in entries:
+        if error is not None:
+            return error
+    text = _mpi_dir.render(checkpoint_id, sys.version_info[:2], version, [e for e, _ in entries])
+    path = os.path.join(directory, _mpi_dir.MANIFEST)
+    tmp = path + ".tmp"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        return f"{what}: cannot write {path}: {e.strerror or e}"
+    return None
