@@ -21,7 +21,12 @@ import struct
 import sys
 import zlib
 from _pickle import PickleBuffer, loads as pickle_loads
-from importlib.util import MAGIC_NUMBER
+
+# importlib.util.MAGIC_NUMBER without importing importlib.util (milliseconds
+# in every resumed process): the frozen bootstrap module is always loaded
+MAGIC_NUMBER = getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None)
+if MAGIC_NUMBER is None:   # pragma: no cover (an unusual import system)
+    from importlib.util import MAGIC_NUMBER
 
 # The restoring side imports this module: standard library only, and no
 # typing or dataclasses (they cost every resumed process milliseconds).

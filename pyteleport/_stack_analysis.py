@@ -13,18 +13,21 @@ compiler can tell which slots hold interpreter state rather than user values:
 from __future__ import annotations
 
 import dis
-from dataclasses import dataclass
-from typing import Dict, List, Tuple
 
 from ._cpython import OPS, exception_table
 
-Tags = Tuple[str, ...]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, List, Tuple
+    Tags = Tuple[str, ...]
 
 
-@dataclass(frozen=True)
 class Analysis:
-    instructions: Tuple[dis.Instruction, ...]   # real instructions (no EXTENDED_ARG/CACHE)
-    tags_before: Dict[int, Tags]                # offset -> tags of the stack before it
+    __slots__ = ("instructions", "tags_before")
+
+    def __init__(self, instructions: "Tuple[dis.Instruction, ...]", tags_before: "Dict[int, Tags]"):
+        self.instructions = instructions   # real instructions (no EXTENDED_ARG/CACHE)
+        self.tags_before = tags_before     # offset -> tags of the stack before it
 
     def index_of(self, lasti: int) -> int:
         """Index of the instruction that contains byte offset ``lasti`` (a
@@ -72,7 +75,7 @@ def _transfer(ins: dis.Instruction, tags: Tags, jump: bool) -> Tags:
 # by identity: code objects hash their constants, and a morph's constants
 # (values of a frame moved before) may be unhashable; the entry keeps the
 # code alive so that its id stays its own
-_cache: Dict[int, Tuple[object, Analysis]] = {}
+_cache = {}
 _CACHE_SIZE = 512
 
 
@@ -104,10 +107,10 @@ def _analyze(code) -> Analysis:
         raise AnalysisError(f"jump to {offset} outside the code")
 
     table = exception_table(code) if OPS.exception_model == "table" else []
-    tags_before: Dict[int, Tags] = {}
+    tags_before = {}
     # 3.10's GEN_START pops the value a generator is first resumed with
-    start_tags: Tags = ("v",) if instrs[0].opname == "GEN_START" else ()
-    work: List[Tuple[int, Tags]] = []
+    start_tags = ("v",) if instrs[0].opname == "GEN_START" else ()
+    work = []
     seeded = set()
 
     def push(offset: int, tags: Tags):

@@ -9,9 +9,11 @@ target has confirmed that it rebuilt the program, and then
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Dict, Type, Union
-
 from .._errors import TeleportError
+
+TYPE_CHECKING = False   # typing costs a move milliseconds: annotations only
+if TYPE_CHECKING:
+    from typing import Dict, Type, Union
 
 _BUILTIN = {
     "local": "pyteleport.backends.local:LocalBackend",
