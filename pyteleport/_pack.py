@@ -113,7 +113,7 @@ def _is_user_module(name: str, module, real_path) -> bool:
         return False
     real = real_path(path)
     # pyteleport's own modules are imported by the restore entry anyway
-    return not is_system_path(real, resolved=True) and not real.startswith(_PACKAGE_DIR)
+    return not real.startswith(_PACKAGE_DIR) and not is_system_path(real, resolved=True)
 
 
 def _user_module_attrs() -> Dict[str, Dict[str, Any]]:

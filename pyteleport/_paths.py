@@ -15,6 +15,18 @@ if TYPE_CHECKING:
     from typing import Tuple
 
 _system_dirs = None
+_prefix_dirs = None
+
+
+def _prefixes() -> Tuple[str, ...]:
+    """The installation prefixes: a subset of :func:`system_dirs` known
+    without importing sysconfig (which costs milliseconds)."""
+    global _prefix_dirs
+    if _prefix_dirs is None:
+        dirs = {os.path.realpath(p) for p in {sys.prefix, sys.base_prefix, sys.exec_prefix,
+                                              sys.base_exec_prefix}}
+        _prefix_dirs = tuple(d.rstrip(os.sep) + os.sep for d in dirs)
+    return _prefix_dirs
 
 
 def system_dirs() -> Tuple[str, ...]:
@@ -48,7 +60,9 @@ def is_system_path(path: str, resolved: bool = False) -> bool:
     (``resolved``: ``path`` is a real path already)."""
     if not path:
         return False
-    return ((path if resolved else os.path.realpath(path)) + os.sep).startswith(system_dirs())
+    real = (path if resolved else os.path.realpath(path)) + os.sep
+    # most files of a program lie under a prefix: then sysconfig is not needed
+    return real.startswith(_prefixes()) or real.startswith(system_dirs())
 
 
 class RealPaths:

@@ -8,6 +8,7 @@ target has confirmed that it rebuilt the program, and then
 """
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
 from .._errors import TeleportError
 
@@ -52,9 +53,9 @@ class Backend(ABC):
 
 
 def _load(spec: str) -> Type[Backend]:
-    import importlib
     module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    __import__(module)   # importlib.import_module would import importlib first
+    return getattr(sys.modules[module], attr)
 
 
 def available() -> Dict[str, str]:

@@ -14,8 +14,6 @@ import _signal as signal
 
 from .. import _log
 from .._errors import TeleportError
-from .._progress import Progress
-from .._restore import parse_status
 from . import Backend, Target
 from ._spawn import spawn
 
@@ -106,8 +104,14 @@ class LocalBackend(Backend):
         if handoff_timeout is None:
             handoff_timeout = float(os.environ.get("PYTELEPORT_HANDOFF_TIMEOUT") or DEFAULT_HANDOFF_TIMEOUT)
         self.handoff_timeout = handoff_timeout
+        self._started = None   # (proc, payload_w, status_r) between prepare() and spawn()
 
-    def spawn(self, payload) -> Target:
+    def prepare(self) -> None:
+        """Start the target before the program is packed: its interpreter
+        start-up overlaps with the packing (``pyteleport.api`` calls this;
+        :meth:`cancel` stops the target if the packing fails)."""
+        if self._started is not None:
+            return
         payload_r, payload_w = os.pipe()
         status_r, status_w = os.pipe()
         try:
@@ -119,6 +123,21 @@ class LocalBackend(Backend):
         os.close(payload_r)
         os.close(status_w)
         _log.debug("local backend: started pid %d (%s)", proc.pid, self.python)
+        self._started = (proc, payload_w, status_r)
+
+    def cancel(self) -> None:
+        """Stop the target :meth:`prepare` started (the program stays here)."""
+        started, self._started = self._started, None
+        if started is not None:
+            proc, payload_w, status_r = started
+            os.close(payload_w)
+            os.close(status_r)
+            proc.kill()
+            proc.wait()
+
+    def spawn(self, payload) -> Target:
+        self.prepare()
+        (proc, payload_w, status_r), self._started = self._started, None
         return _handoff(proc, payload, payload_w, status_r, f"local backend ({self.python})",
                         self.handoff_timeout)
 
@@ -138,6 +157,10 @@ def _handoff(proc, payload, payload_w: int, status_r: int, what: str, timeout: f
 
 
 def _deliver(proc, payload, payload_w: int, status_r: int, what: str, timeout: float) -> Target:
+    # imported here, not at the top: the target is started (prepare) before
+    # anything the handoff needs is loaded
+    from .._progress import Progress
+    from .._restore import parse_status
     progress = Progress(payload.size, "teleport")
     try:
         with open(payload_w, "wb", buffering=0) as out:
