@@ -91,6 +91,8 @@ class OpcodeFacts:
     ``exception_model``    blocks live on the frame ("blocks", 3.9/3.10) or in
                            the exception table ("table", 3.11+)
     ``block_handler_unit`` unit of ``b_handler`` on the 3.9/3.10 block stack, in bytes
+    ``block_setup_ops``    3.9/3.10: the instructions that push a block (a code
+                           without any has an empty block stack)
     ``jump_op``            opcode used by the morph prologue to jump into the original code
     ``call0``              sequence that calls the TOS-loaded constant with no arguments
     ``header_ops``         header instructions that stay before the prologue (3.11+)
@@ -103,7 +105,7 @@ class OpcodeFacts:
     """
     FIELDS = ("call_ops", "gen_resume_ops", "gen_send_ops", "push0_ops", "push2_ops",
               "push2_if_lowbit", "unconditional_jumps", "terminators", "exception_model",
-              "block_handler_unit", "jump_op", "call0", "header_ops", "suspended_lasti_at_yield",
+              "block_handler_unit", "block_setup_ops", "jump_op", "call0", "header_ops", "suspended_lasti_at_yield",
               "suspended_yield")
 
     def __init__(self, **facts):
@@ -126,6 +128,7 @@ OPCODE_FACTS[(3, 9)] = OpcodeFacts(
     terminators=_COMMON_TERMINATORS,
     exception_model="blocks",
     block_handler_unit=1,
+    block_setup_ops=frozenset({"SETUP_FINALLY", "SETUP_WITH", "SETUP_ASYNC_WITH"}),
     jump_op="JUMP_ABSOLUTE",
     call0=("LOAD_FN", "CALL_FUNCTION"),
     header_ops=frozenset(),
@@ -144,6 +147,7 @@ OPCODE_FACTS[(3, 11)] = OpcodeFacts(
     terminators=_COMMON_TERMINATORS,
     exception_model="table",
     block_handler_unit=0,
+    block_setup_ops=frozenset(),
     jump_op="JUMP_FORWARD",
     call0=("PUSH_NULL", "LOAD_FN", "PRECALL", "CALL"),
     header_ops=frozenset({"COPY_FREE_VARS", "MAKE_CELL", "RETURN_GENERATOR", "POP_TOP", "RESUME"}),

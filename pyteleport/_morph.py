@@ -267,15 +267,16 @@ def compile_state(state: FrameState, inner_fn=None, recipes: Dict[int, tuple] = 
     template = hit[1] if hit is not None and hit[0] is state.code else None
     values = None
     if template is None:
-        template = _template_cache.load(state.code, shape)
+        template = _template_from_cache(state.code, shape)
         if template is not None:
             values = _values_only(state, inner_fn)
             if not _fits(template, values):
-                template = None   # a stale or damaged entry: compile afresh
+                template = None   # an entry that does not fit: compile afresh
         if template is None:
             from ._morph_build import build
             template, values = build(state, inner_fn)
-            _template_cache.store(state.code, shape, template)
+            _template_cache.put("template", state.code, shape,
+                                (template.bare, template.positions, template.freevars))
         if len(_templates) >= TEMPLATE_CACHE_SIZE:
             _templates.clear()
         _templates[key] = (state.code, template)
@@ -292,6 +293,25 @@ def compile_state(state: FrameState, inner_fn=None, recipes: Dict[int, tuple] = 
     if recipes is not None:
         recipes[id(morph)] = recipe
     return morph
+
+
+def _template_from_cache(code: types.CodeType, shape: tuple):
+    """The template an earlier run compiled for ``code`` in ``shape``, if it
+    is stored and well-formed."""
+    entry = _template_cache.get("template", code, shape)
+    if type(entry) is not tuple or len(entry) != 3:
+        return None
+    bare, positions, freevars = entry
+    if (type(bare) is not types.CodeType or bare.co_name != code.co_name
+            or type(positions) is not tuple or type(freevars) is not tuple
+            or freevars != code.co_freevars + code.co_cellvars):
+        return None
+    n = len(bare.co_consts)
+    for pair in positions:
+        if (type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not int
+                or type(pair[1]) is not int or not 0 <= pair[0] < n):
+            return None
+    return Template(bare, positions, freevars)
 
 
 def _fits(template: Template, values: list) -> bool:

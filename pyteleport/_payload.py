@@ -107,10 +107,11 @@ def write_file(payload: Payload, path: str, label: str = "payload") -> None:
     """Write ``payload`` to ``path`` atomically (a private temporary file in
     the same folder, fsync, rename), with mode 0600.  Raises OSError; the
     temporary file never stays behind."""
-    import tempfile
     from ._progress import Progress
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    # what tempfile.mkstemp does, without importing tempfile (shutil, random, ...)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         with open(fd, "wb") as f:
             progress = Progress(payload.size, label)

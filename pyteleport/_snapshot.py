@@ -91,8 +91,12 @@ def _read_variables(frame):
     return kinds, locals_, cells
 
 
-def _read_blocks(frame) -> list:
-    return _cpython.read_blocks(frame) if OPS.exception_model == "blocks" else []
+def _read_blocks(frame, analysis) -> list:
+    if OPS.exception_model != "blocks" or not (analysis.opnames & OPS.block_setup_ops):
+        # only SETUP_* instructions push blocks: code without them has none,
+        # and reading the frame (ctypes) is not needed
+        return []
+    return _cpython.read_blocks(frame)
 
 
 def _read_frame(frame, lasti: int):
@@ -255,7 +259,7 @@ def capture_frame(frame, *, inner=None, result=None, at_instruction=False) -> Fr
     return FrameState(
         code=code, where=describe(frame), is_module=_is_module_code(code), globals=frame.f_globals,
         locals=locals_, cells=cells, stack=stack[:resume.keep], tags=tags[:resume.keep],
-        blocks=_read_blocks(frame), resume=resume, inner_generator=inner_gen if resume.kind == "reexec" else None,
+        blocks=_read_blocks(frame, analysis), resume=resume, inner_generator=inner_gen if resume.kind == "reexec" else None,
     )
 
 
@@ -283,7 +287,7 @@ def capture_suspended(gen) -> FrameState:
     keep = len(tags_at) - 1
     tags = tags_at[:keep]
     stack = _cpython.read_slots(frame, len(kinds), keep)
-    blocks = _read_blocks(frame)
+    blocks = _read_blocks(frame, analysis)
     return FrameState(code, describe(frame), False, frame.f_globals, locals_, cells,
                       stack, tags, blocks, Resume("yield", index, keep),
                       handled=[None] * _count_handlers(tags, blocks))

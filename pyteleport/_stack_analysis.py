@@ -9,11 +9,17 @@ compiler can tell which slots hold interpreter state rather than user values:
 ``"v"``        an ordinary value
 ``"prev_exc"`` (3.11+) the exception that was being handled before a handler
                started, pushed by PUSH_EXC_INFO
+
+The analysis of a code object is kept in the on-disk cache
+(:mod:`._template_cache`): a move of code analysed by an earlier run does not
+import ``dis``.
 """
 from __future__ import annotations
 
-import dis
+# the C half of dis: dis itself is imported only to analyse (milliseconds)
+from _opcode import stack_effect as _stack_effect
 
+from . import _template_cache
 from ._cpython import OPS, exception_table
 
 TYPE_CHECKING = False
@@ -22,12 +28,35 @@ if TYPE_CHECKING:
     Tags = Tuple[str, ...]
 
 
-class Analysis:
-    __slots__ = ("instructions", "tags_before")
+class Ins:
+    """What the snapshot and the compiler use of a ``dis.Instruction``.
+    ``arg`` is None for an instruction without an argument."""
+    __slots__ = ("opname", "opcode", "arg", "offset")
 
-    def __init__(self, instructions: "Tuple[dis.Instruction, ...]", tags_before: "Dict[int, Tags]"):
+    def __init__(self, opname: str, opcode: int, arg, offset: int):
+        self.opname = opname
+        self.opcode = opcode
+        self.arg = arg
+        self.offset = offset
+
+    def __repr__(self):
+        return f"<{self.opname} {self.arg} at {self.offset}>"
+
+
+class Analysis:
+    __slots__ = ("instructions", "tags_before", "_opnames")
+
+    def __init__(self, instructions: Tuple[Ins, ...], tags_before: Dict[int, Tags]):
         self.instructions = instructions   # real instructions (no EXTENDED_ARG/CACHE)
         self.tags_before = tags_before     # offset -> tags of the stack before it
+        self._opnames = None
+
+    @property
+    def opnames(self) -> frozenset:
+        """The names of the instructions the code uses."""
+        if self._opnames is None:
+            self._opnames = frozenset(ins.opname for ins in self.instructions)
+        return self._opnames
 
     def index_of(self, lasti: int) -> int:
         """Index of the instruction that contains byte offset ``lasti`` (a
@@ -46,12 +75,11 @@ class AnalysisError(RuntimeError):
     pass
 
 
-def stack_effect(ins: dis.Instruction, jump: bool) -> int:
-    arg = ins.arg if ins.opcode >= dis.HAVE_ARGUMENT else None
-    return dis.stack_effect(ins.opcode, arg, jump=jump)
+def stack_effect(ins: Ins, jump: bool) -> int:
+    return _stack_effect(ins.opcode, ins.arg, jump=jump)
 
 
-def _transfer(ins: dis.Instruction, tags: Tags, jump: bool) -> Tags:
+def _transfer(ins: Ins, tags: Tags, jump: bool) -> Tags:
     name = ins.opname
     if name == "PUSH_EXC_INFO":
         return tags[:-1] + ("prev_exc", "v")
@@ -86,14 +114,44 @@ def analyze(code) -> Analysis:
         return hit[1]
     if len(_cache) >= _CACHE_SIZE:
         _cache.clear()
-    result = _analyze(code)
+    result = _from_cache(code)
+    if result is None:
+        result = _analyze(code)
+        _template_cache.put("analysis", code, (), (
+            tuple((i.opname, i.opcode, i.arg, i.offset) for i in result.instructions),
+            result.tags_before))
     _cache[id(code)] = (code, result)
     return result
 
 
+def _from_cache(code):
+    """The analysis an earlier run stored for ``code``, if well-formed."""
+    entry = _template_cache.get("analysis", code)
+    try:
+        raw, tags_before = entry
+        instructions = tuple(Ins(*fields) for fields in raw)
+        last = -1
+        for ins in instructions:
+            if (type(ins.opname) is not str or type(ins.opcode) is not int
+                    or not (ins.arg is None or type(ins.arg) is int)
+                    or type(ins.offset) is not int or ins.offset <= last):
+                return None
+            last = ins.offset
+        if not instructions or type(tags_before) is not dict or not all(
+                type(k) is int and type(v) is tuple and all(type(t) is str for t in v)
+                for k, v in tags_before.items()):
+            return None
+    except (TypeError, ValueError):   # not a pair, not 4-tuples
+        return None
+    return Analysis(instructions, tags_before)
+
+
 def _analyze(code) -> Analysis:
-    instrs = tuple(i for i in dis.get_instructions(code)
-                   if i.opname not in ("EXTENDED_ARG", "CACHE"))
+    import dis
+    raw = [i for i in dis.get_instructions(code) if i.opname not in ("EXTENDED_ARG", "CACHE")]
+    instrs = tuple(Ins(i.opname, i.opcode, i.arg if i.opcode >= dis.HAVE_ARGUMENT else None, i.offset)
+                   for i in raw)
+    jumps = {i.offset: i.argval for i in raw if i.opcode in dis.hasjrel or i.opcode in dis.hasjabs}
     by_offset = {ins.offset: k for k, ins in enumerate(instrs)}
     ordered = sorted(by_offset)
 
@@ -131,9 +189,8 @@ def _analyze(code) -> Analysis:
                 seeded.add(k)
                 push(resolve(target), tags[:depth] + ("v",) * (1 + bool(lasti)))
         name = ins.opname
-        is_jump = ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs
-        if is_jump:
-            push(resolve(ins.argval), _transfer(ins, tags, jump=True))
+        if offset in jumps:
+            push(resolve(jumps[offset]), _transfer(ins, tags, jump=True))
             if name in OPS.unconditional_jumps:
                 continue
         if name in OPS.terminators:

@@ -1,10 +1,13 @@
-"""Compiled morph templates kept on disk between runs.
+"""What the snapshot and the morph compiler derive from a code object, kept
+on disk between runs.
 
-Compiling a template needs the ``bytecode`` package, whose import alone costs
-a move tens of milliseconds.  A template depends only on the frame's code
-object and the shape of its state (see ``_morph._shape``), so it is stored
-under a key made of both, and a later run that moves a frame of the same
-shape (the same script stopping at the same call) reads it back instead.
+Compiling a morph template needs the ``bytecode`` package, and analysing a
+code object's stack needs ``dis``; importing them costs a move milliseconds
+to tens of milliseconds.  Both results depend only on the code object and a
+few plain facts (for a template: the shape of the frame's state, see
+``_morph._shape``), so they are stored under a key made of both, and a later
+run that moves the same code (the same script stopping at the same call)
+reads them back instead.
 
 Location: ``$PYTELEPORT_CACHE_DIR``, else ``$XDG_CACHE_HOME/pyteleport/templates``,
 else ``~/.cache/pyteleport/templates``, in a sub-folder per interpreter
@@ -15,8 +18,9 @@ no other Python and no other pyteleport ever reads an entry.
 
 Entries are written atomically (a private temporary file renamed into place)
 and checked when read (a checksum over the entry, the full key stored inside
-it); an entry that fails a check is ignored and compiled afresh.  Nothing here
-ever raises: the cache can only make a move faster, never break it.
+it); the callers check the shape of what they get back.  An entry that fails
+a check is ignored, and computed and written afresh.  Nothing here ever
+raises: the cache can only make a move faster, never break it.
 """
 from __future__ import annotations
 
@@ -35,17 +39,18 @@ except ImportError:                # pragma: no cover (builds without _blake2)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Optional
-    from ._morph import Template
+    from typing import Any, Optional
 
-ENTRY_MAGIC = b"PYTLTPL1"
+ENTRY_MAGIC = b"PYTLTPL2"
 DIGEST_SIZE = 32
-# the modules whose source decides what a template holds
+# the modules whose source decides what an entry holds
 _COMPILER_SOURCES = ("_morph.py", "_morph_build.py", "_cpython.py", "_stack_analysis.py",
                      "_template_cache.py")
 
 _directory = None      # resolved once per process and environment
 _directory_env = None
+_digests = {}          # id(code) -> (code, digest): a code is marshalled once per process
+_DIGESTS_SIZE = 1024
 
 
 def _compiler_revision() -> str:
@@ -83,25 +88,37 @@ def directory() -> Optional[str]:
     return _directory
 
 
-def _key(code: types.CodeType, shape: tuple) -> Optional[bytes]:
+def _code_digest(code: types.CodeType) -> Optional[bytes]:
+    hit = _digests.get(id(code))
+    if hit is not None and hit[0] is code:
+        return hit[1]
     try:
         # version 2: no back-references, whose use depends on reference counts
-        body = marshal.dumps(code, 2)
+        digest = blake2b(marshal.dumps(code, 2), digest_size=DIGEST_SIZE).digest()
     except ValueError:     # constants marshal cannot write (a morph moved again)
+        digest = None
+    if len(_digests) >= _DIGESTS_SIZE:
+        _digests.clear()
+    _digests[id(code)] = (code, digest)
+    return digest
+
+
+def _key(kind: str, code: types.CodeType, facts: tuple) -> Optional[bytes]:
+    digest = _code_digest(code)
+    if digest is None:
         return None
-    return repr(shape).encode() + b"\0" + body
+    return kind.encode() + b"\0" + digest + repr(facts).encode()
 
 
 def _path(folder: str, key: bytes) -> str:
     return os.path.join(folder, blake2b(key, digest_size=16).hexdigest())
 
 
-def load(code: types.CodeType, shape: tuple) -> Optional[Template]:
-    """The stored template of ``code`` in state ``shape``, or None."""
+def get(kind: str, code: types.CodeType, facts: tuple = ()) -> Any:
+    """The value stored for (``kind``, ``code``, ``facts``), or None.
+    ``facts`` is a tuple of plain values (its repr is part of the key)."""
     folder = directory()
-    if folder is None:
-        return None
-    key = _key(code, shape)
+    key = _key(kind, code, facts) if folder is not None else None
     if key is None:
         return None
     path = _path(folder, key)
@@ -110,46 +127,31 @@ def load(code: types.CodeType, shape: tuple) -> Optional[Template]:
             data = f.read()
     except OSError:
         return None
-    template = _decode(data, key, code)
-    if template is None:
-        _log.debug("template cache: ignoring damaged entry %s", path)
-    return template
-
-
-def _decode(data: bytes, key: bytes, code: types.CodeType) -> Optional[Template]:
     head = len(ENTRY_MAGIC) + DIGEST_SIZE
-    if len(data) < head or not data.startswith(ENTRY_MAGIC):
-        return None
     body = data[head:]
-    if blake2b(body, digest_size=DIGEST_SIZE).digest() != data[len(ENTRY_MAGIC):head]:
+    if (len(data) < head or not data.startswith(ENTRY_MAGIC)
+            or blake2b(body, digest_size=DIGEST_SIZE).digest() != data[len(ENTRY_MAGIC):head]):
+        _log.debug("pyteleport cache: ignoring damaged entry %s", path)
         return None
     try:
-        stored_key, bare, positions, freevars = marshal.loads(body)
+        stored_key, value = marshal.loads(body)
     except Exception:   # marshal raises several types on bad input
         return None
-    if (stored_key != key or type(bare) is not types.CodeType or type(positions) is not tuple
-            or type(freevars) is not tuple or freevars != code.co_freevars + code.co_cellvars
-            or bare.co_name != code.co_name):
+    if stored_key != key:
+        _log.debug("pyteleport cache: ignoring entry %s of another key", path)
         return None
-    n = len(bare.co_consts)
-    for pair in positions:
-        if (type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not int
-                or type(pair[1]) is not int or not 0 <= pair[0] < n):
-            return None
-    from ._morph import Template
-    return Template(bare, positions, freevars)
+    return value
 
 
-def store(code: types.CodeType, shape: tuple, template: Template) -> None:
-    """Keep ``template`` for later runs (silently skipped when impossible)."""
+def put(kind: str, code: types.CodeType, facts: tuple, value: Any) -> None:
+    """Store ``value`` (anything marshal writes) for later runs; silently
+    skipped when that is not possible."""
     folder = directory()
-    if folder is None:
-        return
-    key = _key(code, shape)
+    key = _key(kind, code, facts) if folder is not None else None
     if key is None:
         return
     try:
-        body = marshal.dumps((key, template.bare, template.positions, template.freevars), 2)
+        body = marshal.dumps((key, value), 2)
     except ValueError:
         return
     data = ENTRY_MAGIC + blake2b(body, digest_size=DIGEST_SIZE).digest() + body
@@ -166,7 +168,7 @@ def store(code: types.CodeType, shape: tuple, template: Template) -> None:
             os.close(fd)
         os.replace(tmp, path)
     except OSError as e:
-        _log.debug("template cache: cannot write %s: %s", path, e)
+        _log.debug("pyteleport cache: cannot write %s: %s", path, e)
         try:
             os.unlink(tmp)
         except OSError:

@@ -32,7 +32,8 @@ def move():
     elif MODE == "checkpoint":
         resumed = pyteleport.checkpoint(os.environ["CHECKPOINT"])
         if not resumed:
-            print(os.getpid(), "compiled here:", "bytecode" in sys.modules, flush=True)
+            print(os.getpid(), "loaded here:", "bytecode" in sys.modules, "dis" in sys.modules,
+                  flush=True)
             sys.exit(0)
 
 
@@ -83,18 +84,23 @@ def _assert_moved_like_reference(prog: Path, cache: Path | None, **env):
     assert moved[0][0] != moved[1][0], moved   # the result came from the new process
 
 
-def _checkpoint_compiles(prog: Path, cache: Path | None, **env) -> bool:
-    """Take a checkpoint; whether the source imported bytecode for it.  The
-    checkpoint is resumed and must finish the program as a plain run does."""
+def _checkpoint_loads(prog: Path, cache: Path | None, **env) -> tuple:
+    """Take a checkpoint; whether the source imported (bytecode, dis) for it.
+    The checkpoint is resumed and must finish the program as a plain run does."""
     proc = _run(prog, "checkpoint", cache, **env)
     lines = _lines(proc)
-    assert lines[1][1].startswith("compiled here: "), describe(proc)
+    assert lines[1][1].startswith("loaded here: "), describe(proc)
     resumed = run([sys.executable, "-m", "pyteleport", "resume", prog.parent / "state.payload"],
                   prog.parent, env_extra={"PYTHONPATH": str(REPO)})
     assert resumed.returncode == 0, describe(resumed)
     reference = _lines(_run(prog, "none", None))
     assert [t for _, t in _lines(resumed)] == [reference[1][1]], describe(resumed)
-    return lines[1][1] == "compiled here: True"
+    return tuple(word == "True" for word in lines[1][1].split()[2:])
+
+
+def _checkpoint_compiles(prog: Path, cache: Path | None, **env) -> bool:
+    """Whether the source had to compile morphs (import bytecode) for a checkpoint."""
+    return _checkpoint_loads(prog, cache, **env)[0]
 
 
 def _entries(cache: Path) -> dict:
@@ -104,10 +110,11 @@ def _entries(cache: Path) -> dict:
 def test_second_run_reuses_the_stored_templates(tmp_path):
     cache = tmp_path / "cache"
     prog = _program(tmp_path)
-    assert _checkpoint_compiles(prog, cache) is True
+    assert _checkpoint_loads(prog, cache) == (True, True)
     entries = _entries(cache)
-    assert len(entries) == 3, entries   # move(), work() and the module frame
-    assert _checkpoint_compiles(prog, cache) is False
+    # a template and an analysis for each of move(), work() and the module frame
+    assert len(entries) == 6, entries
+    assert _checkpoint_loads(prog, cache) == (False, False)
     assert _entries(cache) == entries
     _assert_moved_like_reference(prog, cache)
 
@@ -118,22 +125,22 @@ def test_damaged_entry_is_ignored_and_rebuilt(tmp_path, damage):
     prog = _program(tmp_path)
     assert _checkpoint_compiles(prog, cache) is True
     good = _entries(cache)
-    first, second = list(good)[:2]
-    if damage == "truncated":
-        first.write_bytes(good[first][: len(good[first]) // 2])
-    elif damage == "flipped byte":
-        data = bytearray(good[first])
-        data[-10] ^= 0xFF
-        first.write_bytes(bytes(data))
-    elif damage == "empty":
-        first.write_bytes(b"")
-    elif damage == "not an entry":
-        first.write_bytes(b"#!/bin/sh\necho hello\n" * 20)
-    else:
-        # intact entries under each other's names: valid checksums, wrong keys
-        first.write_bytes(good[second])
-        second.write_bytes(good[first])
-    assert _checkpoint_compiles(prog, cache) is True
+    paths = list(good)
+    for k, path in enumerate(paths):
+        if damage == "truncated":
+            path.write_bytes(good[path][: len(good[path]) // 2])
+        elif damage == "flipped byte":
+            data = bytearray(good[path])
+            data[-10] ^= 0xFF
+            path.write_bytes(bytes(data))
+        elif damage == "empty":
+            path.write_bytes(b"")
+        elif damage == "not an entry":
+            path.write_bytes(b"#!/bin/sh\necho hello\n" * 20)
+        else:
+            # intact entries under each other's names: valid checksums, wrong keys
+            path.write_bytes(good[paths[(k + 1) % len(paths)]])
+    assert _checkpoint_loads(prog, cache) == (True, True)
     assert _entries(cache) == good        # rewritten as they were
     assert _checkpoint_compiles(prog, cache) is False
     _assert_moved_like_reference(prog, cache)
