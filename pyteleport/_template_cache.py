@@ -17,7 +17,8 @@ no other Python and no other pyteleport ever reads an entry.
 ``PYTELEPORT_NO_CACHE=1`` turns the cache off.
 
 Entries are written atomically (a private temporary file renamed into place)
-and checked when read (a checksum over the entry, the full key stored inside
+into a folder that only this user can write (else the cache is not used: its
+entries hold code), and checked when read (a checksum over the entry, the full key stored inside
 it); the callers check the shape of what they get back.  An entry that fails
 a check is ignored, and computed and written afresh.  Nothing here ever
 raises: the cache can only make a move faster, never break it.
@@ -49,6 +50,7 @@ _COMPILER_SOURCES = ("_morph.py", "_morph_build.py", "_cpython.py", "_stack_anal
 
 _directory = None      # resolved once per process and environment
 _directory_env = None
+_checked_folder = None  # the folder found private to this user
 _digests = {}          # id(code) -> (code, digest): a code is marshalled once per process
 _DIGESTS_SIZE = 1024
 
@@ -114,12 +116,29 @@ def _path(folder: str, key: bytes) -> str:
     return os.path.join(folder, blake2b(key, digest_size=16).hexdigest())
 
 
+def _private(folder: str) -> bool:
+    """Whether only this user can have written ``folder``'s entries: they
+    hold code that the resumed program runs."""
+    global _checked_folder
+    if _checked_folder == folder:
+        return True
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return False
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        _log.debug("pyteleport cache: not using %s: it is not private to this user", folder)
+        return False
+    _checked_folder = folder
+    return True
+
+
 def get(kind: str, code: types.CodeType, facts: tuple = ()) -> Any:
     """The value stored for (``kind``, ``code``, ``facts``), or None.
     ``facts`` is a tuple of plain values (its repr is part of the key)."""
     folder = directory()
     key = _key(kind, code, facts) if folder is not None else None
-    if key is None:
+    if key is None or not _private(folder):
         return None
     path = _path(folder, key)
     try:
@@ -159,6 +178,8 @@ def put(kind: str, code: types.CodeType, facts: tuple, value: Any) -> None:
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(folder, mode=0o700, exist_ok=True)
+        if not _private(folder):
+            return
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             view = memoryview(data)

@@ -180,6 +180,22 @@ def test_unwritable_cache_folder_still_moves(tmp_path):
     assert blocker.read_text() == "a file, not a folder\n"
 
 
+def test_folder_writable_by_others_is_not_used(tmp_path):
+    # entries hold code the resumed program runs: another user's must not count
+    cache = tmp_path / "cache"
+    prog = _program(tmp_path)
+    assert _checkpoint_compiles(prog, cache) is True
+    (folder,) = {p.parent for p in _entries(cache)}
+    entries = _entries(cache)
+    folder.chmod(0o777)
+    for _ in range(2):
+        assert _checkpoint_compiles(prog, cache) is True
+    _assert_moved_like_reference(prog, cache)
+    assert _entries(cache) == entries   # nothing written there either
+    folder.chmod(0o700)
+    assert _checkpoint_compiles(prog, cache) is False
+
+
 def _other_interpreters() -> list:
     """Other CPython 3.9-3.13 interpreters on PATH (their folder name needs
     only the standard library, not pyteleport's dependencies)."""
