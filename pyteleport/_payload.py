@@ -17,7 +17,6 @@ corrupted file is refused without executing any of it.
 from __future__ import annotations
 
 import os
-import struct
 import sys
 import zlib
 from _pickle import PickleBuffer, loads as pickle_loads
@@ -33,9 +32,50 @@ if MAGIC_NUMBER is None:   # pragma: no cover (an unusual import system)
 
 MAGIC = b"PYTLPORT"
 FORMAT_VERSION = 1
-HEADER = struct.Struct("<8sHBB4sB")
-U64 = struct.Struct("<Q")
-U32 = struct.Struct("<I")
+
+
+class _Uint:
+    """``struct.Struct("<Q")`` / ``("<I")`` without the struct module (one
+    shared library less to load in every resumed process)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def pack(self, n: int) -> bytes:
+        return n.to_bytes(self.size, "little")
+
+    def unpack(self, data) -> tuple:
+        if len(data) != self.size:
+            raise ValueError(f"expected {self.size} bytes, got {len(data)}")
+        return (int.from_bytes(data, "little"),)
+
+
+class _Header:
+    """``struct.Struct("<8sHBB4sB")``: magic, format, Python major and minor,
+    bytecode magic, length of the pyteleport version that follows."""
+    size = 17
+
+    def pack(self, magic: bytes, fmt: int, major: int, minor: int, bc_magic: bytes, n: int) -> bytes:
+        if len(magic) != 8 or len(bc_magic) != 4:
+            raise ValueError("bad header fields")
+        return magic + fmt.to_bytes(2, "little") + bytes((major, minor)) + bc_magic + bytes((n,))
+
+    def unpack(self, data) -> tuple:
+        data = bytes(data)
+        if len(data) != self.size:
+            raise ValueError(f"expected {self.size} bytes, got {len(data)}")
+        return (data[:8], int.from_bytes(data[8:10], "little"), data[10], data[11], data[12:16], data[16])
+
+    def unpack_from(self, data, offset: int = 0) -> tuple:
+        return self.unpack(data[offset:offset + self.size])
+
+    def pack_into(self, buf, offset: int, *fields) -> None:
+        buf[offset:offset + self.size] = self.pack(*fields)
+
+
+HEADER = _Header()
+U64 = _Uint(8)
+U32 = _Uint(4)
 TRAILER_MAGIC = b"PTEND"
 KIND_BYTEARRAY = b"a"
 KIND_BYTES = b"b"

@@ -16,28 +16,27 @@ import ``dis``.
 """
 from __future__ import annotations
 
-# the C half of dis: dis itself is imported only to analyse (milliseconds)
-from _opcode import stack_effect as _stack_effect
-
 from . import _template_cache
 from ._cpython import OPS, exception_table
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Tuple
+    from typing import Dict, List, Optional, Tuple
     Tags = Tuple[str, ...]
 
 
 class Ins:
     """What the snapshot and the compiler use of a ``dis.Instruction``.
-    ``arg`` is None for an instruction without an argument."""
-    __slots__ = ("opname", "opcode", "arg", "offset")
+    ``arg`` is None for an instruction without an argument; ``effect`` is its
+    stack effect when it does not jump (None if dis has none for it)."""
+    __slots__ = ("opname", "opcode", "arg", "offset", "effect")
 
-    def __init__(self, opname: str, opcode: int, arg, offset: int):
+    def __init__(self, opname: str, opcode: int, arg, offset: int, effect):
         self.opname = opname
         self.opcode = opcode
         self.arg = arg
         self.offset = offset
+        self.effect = effect
 
     def __repr__(self):
         return f"<{self.opname} {self.arg} at {self.offset}>"
@@ -76,7 +75,18 @@ class AnalysisError(RuntimeError):
 
 
 def stack_effect(ins: Ins, jump: bool) -> int:
-    return _stack_effect(ins.opcode, ins.arg, jump=jump)
+    if not jump and ins.effect is not None:
+        return ins.effect    # known without loading dis's C half
+    from _opcode import stack_effect as effect
+    return effect(ins.opcode, ins.arg, jump=jump)
+
+
+def _effect(opcode: int, arg) -> Optional[int]:
+    from _opcode import stack_effect as effect
+    try:
+        return effect(opcode, arg, jump=False)
+    except ValueError:
+        return None
 
 
 def _transfer(ins: Ins, tags: Tags, jump: bool) -> Tags:
@@ -118,7 +128,7 @@ def analyze(code) -> Analysis:
     if result is None:
         result = _analyze(code)
         _template_cache.put("analysis", code, (), (
-            tuple((i.opname, i.opcode, i.arg, i.offset) for i in result.instructions),
+            tuple((i.opname, i.opcode, i.arg, i.offset, i.effect) for i in result.instructions),
             result.tags_before))
     _cache[id(code)] = (code, result)
     return result
@@ -134,6 +144,7 @@ def _from_cache(code):
         for ins in instructions:
             if (type(ins.opname) is not str or type(ins.opcode) is not int
                     or not (ins.arg is None or type(ins.arg) is int)
+                    or not (ins.effect is None or type(ins.effect) is int)
                     or type(ins.offset) is not int or ins.offset <= last):
                 return None
             last = ins.offset
@@ -149,8 +160,11 @@ def _from_cache(code):
 def _analyze(code) -> Analysis:
     import dis
     raw = [i for i in dis.get_instructions(code) if i.opname not in ("EXTENDED_ARG", "CACHE")]
-    instrs = tuple(Ins(i.opname, i.opcode, i.arg if i.opcode >= dis.HAVE_ARGUMENT else None, i.offset)
-                   for i in raw)
+    instrs = []
+    for i in raw:
+        arg = i.arg if i.opcode >= dis.HAVE_ARGUMENT else None
+        instrs.append(Ins(i.opname, i.opcode, arg, i.offset, _effect(i.opcode, arg)))
+    instrs = tuple(instrs)
     jumps = {i.offset: i.argval for i in raw if i.opcode in dis.hasjrel or i.opcode in dis.hasjabs}
     by_offset = {ins.offset: k for k, ins in enumerate(instrs)}
     ordered = sorted(by_offset)

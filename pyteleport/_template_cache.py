@@ -29,21 +29,19 @@ import marshal
 import os
 import sys
 import types
+# zlib, not hashlib: the payload needs zlib anyway, and every extension module
+# loaded costs a move time.  The checksums only name files and detect damage:
+# an entry matches only if the full key stored in it is equal
+from zlib import adler32, crc32
 
 from . import _log
 from ._payload import MAGIC_NUMBER
-
-try:
-    from _blake2 import blake2b    # what hashlib.blake2b is, without hashlib's imports
-except ImportError:                # pragma: no cover (builds without _blake2)
-    from hashlib import blake2b
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Optional
 
-ENTRY_MAGIC = b"PYTLTPL2"
-DIGEST_SIZE = 32
+ENTRY_MAGIC = b"PYTLTPL3"
 # the modules whose source decides what an entry holds
 _COMPILER_SOURCES = ("_morph.py", "_morph_build.py", "_cpython.py", "_stack_analysis.py",
                      "_template_cache.py")
@@ -51,20 +49,24 @@ _COMPILER_SOURCES = ("_morph.py", "_morph_build.py", "_cpython.py", "_stack_anal
 _directory = None      # resolved once per process and environment
 _directory_env = None
 _checked_folder = None  # the folder found private to this user
-_digests = {}          # id(code) -> (code, digest): a code is marshalled once per process
-_DIGESTS_SIZE = 1024
+_marshalled = {}       # id(code) -> (code, bytes): a code is marshalled once per process
+_MARSHALLED_SIZE = 256
 
 
 def _compiler_revision() -> str:
     here = os.path.dirname(os.path.abspath(__file__))
-    h = blake2b(digest_size=8)
+    stamps = []
     for name in _COMPILER_SOURCES:
         try:
             st = os.stat(os.path.join(here, name))
-            h.update(f"{name}:{st.st_size}:{st.st_mtime_ns};".encode())
+            stamps.append(f"{name}:{st.st_size}:{st.st_mtime_ns}")
         except OSError:
-            h.update(f"{name}:?;".encode())
-    return h.hexdigest()
+            stamps.append(f"{name}:?")
+    return _name(";".join(stamps).encode())
+
+
+def _name(data: bytes) -> str:
+    return f"{crc32(data):08x}{adler32(data):08x}{len(data):x}"
 
 
 def directory() -> Optional[str]:
@@ -90,30 +92,30 @@ def directory() -> Optional[str]:
     return _directory
 
 
-def _code_digest(code: types.CodeType) -> Optional[bytes]:
-    hit = _digests.get(id(code))
+def _marshal(code: types.CodeType) -> Optional[bytes]:
+    hit = _marshalled.get(id(code))
     if hit is not None and hit[0] is code:
         return hit[1]
     try:
         # version 2: no back-references, whose use depends on reference counts
-        digest = blake2b(marshal.dumps(code, 2), digest_size=DIGEST_SIZE).digest()
+        data = marshal.dumps(code, 2)
     except ValueError:     # constants marshal cannot write (a morph moved again)
-        digest = None
-    if len(_digests) >= _DIGESTS_SIZE:
-        _digests.clear()
-    _digests[id(code)] = (code, digest)
-    return digest
+        data = None
+    if len(_marshalled) >= _MARSHALLED_SIZE:
+        _marshalled.clear()
+    _marshalled[id(code)] = (code, data)
+    return data
 
 
 def _key(kind: str, code: types.CodeType, facts: tuple) -> Optional[bytes]:
-    digest = _code_digest(code)
-    if digest is None:
+    data = _marshal(code)
+    if data is None:
         return None
-    return kind.encode() + b"\0" + digest + repr(facts).encode()
+    return kind.encode() + b"\0" + repr(facts).encode() + b"\0" + data
 
 
 def _path(folder: str, key: bytes) -> str:
-    return os.path.join(folder, blake2b(key, digest_size=16).hexdigest())
+    return os.path.join(folder, _name(key))
 
 
 def _private(folder: str) -> bool:
@@ -146,10 +148,10 @@ def get(kind: str, code: types.CodeType, facts: tuple = ()) -> Any:
             data = f.read()
     except OSError:
         return None
-    head = len(ENTRY_MAGIC) + DIGEST_SIZE
+    head = len(ENTRY_MAGIC) + 4
     body = data[head:]
     if (len(data) < head or not data.startswith(ENTRY_MAGIC)
-            or blake2b(body, digest_size=DIGEST_SIZE).digest() != data[len(ENTRY_MAGIC):head]):
+            or crc32(body).to_bytes(4, "little") != data[len(ENTRY_MAGIC):head]):
         _log.debug("pyteleport cache: ignoring damaged entry %s", path)
         return None
     try:
@@ -173,7 +175,7 @@ def put(kind: str, code: types.CodeType, facts: tuple, value: Any) -> None:
         body = marshal.dumps((key, value), 2)
     except ValueError:
         return
-    data = ENTRY_MAGIC + blake2b(body, digest_size=DIGEST_SIZE).digest() + body
+    data = ENTRY_MAGIC + crc32(body).to_bytes(4, "little") + body
     path = _path(folder, key)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
