@@ -9,7 +9,7 @@ import os
 import sys
 import time
 import types
-from _pickle import dumps as pickle_dumps   # pickle.py costs milliseconds of imports
+from ._cpickle import dumps as pickle_dumps   # pickle.py costs milliseconds of imports
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

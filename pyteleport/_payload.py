@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 import zlib
-from _pickle import PickleBuffer, loads as pickle_loads
+from ._cpickle import PickleBuffer, loads as pickle_loads
 
 # importlib.util.MAGIC_NUMBER without importing importlib.util (milliseconds
 # in every resumed process): the frozen bootstrap module is always loaded

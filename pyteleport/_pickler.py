@@ -22,7 +22,7 @@ import sys
 import types
 # the C pickler directly: pickle.py imports re, struct and more (milliseconds
 # per move); dill imports pickle itself when it is needed
-from _pickle import PickleBuffer, Pickler
+from ._cpickle import PickleBuffer, Pickler
 
 from . import _rebuild
 from ._errors import TeleportError

@@ -12,7 +12,7 @@ import sys
 
 # the C implementation directly: pickle.py would import re, functools,
 # struct and more in every resumed process
-from _pickle import Unpickler, loads as pickle_loads
+from ._cpickle import Unpickler, loads as pickle_loads
 
 from ._payload import PayloadError, read
 

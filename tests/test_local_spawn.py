@@ -128,3 +128,23 @@ say(dispositions())
     assert proc.returncode == 0, describe(proc)
     before, after = _lines(proc)
     assert after[len("MOVED "):] == before[len("SAME "):], describe(proc)
+
+
+@pytest.mark.parametrize("before", ["", "import functools"])
+def test_functools_whole_after_the_move(tmp_path, before):
+    # the C pickler is loaded with a stand-in functools (_cpickle.py): the
+    # program must still get the real module, before and after the move
+    prog = write_program(tmp_path, PRELUDE + before + """
+def use():
+    import functools, collections
+    total = functools.reduce(lambda a, b: a + b, [1, 2, 3])
+    cached = functools.lru_cache(maxsize=2)(abs)(-3)
+    return total, cached, functools.partial(int, base=2)("101"), collections.OrderedDict(a=1)
+say(use())
+pyteleport.teleport()
+say(use())
+""")
+    proc = run_python([str(prog)], tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    before_line, after_line = _lines(proc)
+    assert after_line[len("MOVED "):] == before_line[len("SAME "):], describe(proc)
