@@ -27,6 +27,16 @@ def _lines(proc):
     return proc.stdout.splitlines()
 
 
+def _assert_same_before_and_after(prog, cwd, flags=(), env=None):
+    """The program prints one line before and one after its move: same text,
+    the second from the new process."""
+    proc = run_python([*flags, str(prog)], cwd, env_extra=env)
+    assert proc.returncode == 0, describe(proc)
+    before, after = _lines(proc)
+    assert before.startswith("SAME ") and after.startswith("MOVED "), describe(proc)
+    assert after[len("MOVED "):] == before[len("SAME "):], describe(proc)
+
+
 def _children() -> str:
     return """
 def children():
@@ -100,11 +110,7 @@ def test_interpreter_flags_reach_the_target(tmp_path, flags):
     prog = write_program(tmp_path, FLAGS_PROGRAM)
     env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONWARNINGS": "", "PYTHONOPTIMIZE": "",
            "PYTHONDEVMODE": ""}   # only the command line sets flags
-    proc = run_python([*flags, str(prog)], tmp_path, env_extra=env)
-    assert proc.returncode == 0, describe(proc)
-    before, after = _lines(proc)
-    assert before.startswith("SAME ") and after.startswith("MOVED "), describe(proc)
-    assert after[len("MOVED "):] == before[len("SAME "):], describe(proc)
+    _assert_same_before_and_after(prog, tmp_path, flags, env)
 
 
 @pytest.mark.parametrize("setup", ["", "signal.signal(signal.SIGPIPE, signal.SIG_DFL)",
@@ -124,10 +130,7 @@ say(dispositions())
 pyteleport.teleport()
 say(dispositions())
 """)
-    proc = run_python([str(prog)], tmp_path)
-    assert proc.returncode == 0, describe(proc)
-    before, after = _lines(proc)
-    assert after[len("MOVED "):] == before[len("SAME "):], describe(proc)
+    _assert_same_before_and_after(prog, tmp_path)
 
 
 @pytest.mark.parametrize("before", ["", "import functools"])
@@ -144,7 +147,4 @@ say(use())
 pyteleport.teleport()
 say(use())
 """)
-    proc = run_python([str(prog)], tmp_path)
-    assert proc.returncode == 0, describe(proc)
-    before_line, after_line = _lines(proc)
-    assert after_line[len("MOVED "):] == before_line[len("SAME "):], describe(proc)
+    _assert_same_before_and_after(prog, tmp_path)
