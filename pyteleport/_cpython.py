@@ -16,7 +16,7 @@ import sys
 # is imported on the first raw read of a frame, see _ctypes()).
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import FrozenSet, Optional, Tuple
+    from typing import Optional, Tuple
 
 VERSION: "Tuple[int, int]" = sys.version_info[:2]
 PTR = 8 if sys.maxsize > 2**32 else 4

@@ -6,8 +6,6 @@ Imported only when a template is neither in memory nor in the on-disk cache
 """
 from __future__ import annotations
 
-import types
-
 from bytecode import Bytecode, CellVar, FreeVar, Instr, Label, TryBegin, TryEnd
 
 from ._cpython import OPS, exception_table

@@ -21,7 +21,7 @@ from ._cpython import OPS, exception_table
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Dict, List, Optional, Tuple
+    from typing import Dict, Optional, Tuple
     Tags = Tuple[str, ...]
 
 

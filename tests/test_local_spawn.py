@@ -6,9 +6,6 @@ equal, and the lines after the move must come from a new process.
 """
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 
 from progs import describe, run_python, write_program

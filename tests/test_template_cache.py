@@ -7,7 +7,6 @@ program itself sees in ``sys.modules`` after ``checkpoint()`` returns.
 """
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 from pathlib import Path
