@@ -9,18 +9,18 @@ import os
 import sys
 import time
 import types
-from ._cpickle import dumps as pickle_dumps   # pickle.py costs milliseconds of imports
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any, Dict, List, Tuple
 
 from . import _log, _morph, _pickler
+from ._cpickle import dumps as pickle_dumps   # pickle.py costs milliseconds of imports
 from ._cpython import NULL, STARTUP_IGNORED_SIGNALS
 from ._errors import TeleportError
 from ._paths import RealPaths, is_system_path
 from ._payload import Payload
 from ._snapshot import FrameState, capture_chain, capture_suspended
+
+TYPE_CHECKING = False   # typing costs a move milliseconds: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Tuple
 
 _PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__)) + os.sep
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+
 from ._errors import TeleportError
 
 TYPE_CHECKING = False   # typing costs a move milliseconds: annotations only
