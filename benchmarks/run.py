@@ -283,16 +283,21 @@ def bench_e2e(ctx, res: Results):
         "plain": [py, scripts["plain"]],
         "teleport": [py, scripts["teleport"]],
         "timed": [py, scripts["timed"]],
+        "cold": [py, scripts["teleport"]],
     }
+    # the run's private template cache (ctx.env) is filled by the warm-up;
+    # "cold" compiles every time, as the first run of a script does
+    envs = {k: env for k in cmds}
+    envs["cold"] = dict(env, PYTELEPORT_NO_CACHE="1")
     times = {k: [] for k in cmds}
     inside = []
-    # warm-up (page cache, __pycache__), then interleave the variants
+    # warm-up (page cache, __pycache__, template cache), then interleave the variants
     for k in cmds:
-        run(cmds[k], env=env, timeout=60, cwd=ctx.tmp).check()
+        run(cmds[k], env=envs[k], timeout=60, cwd=ctx.tmp).check()
     for _ in range(n):
         for k, cmd in cmds.items():
-            r = run(cmd, env=env, timeout=60, cwd=ctx.tmp).check()
-            if k in ("teleport", "plain") and r.stdout.split() != ["1", "2"]:
+            r = run(cmd, env=envs[k], timeout=60, cwd=ctx.tmp).check()
+            if k in ("teleport", "plain", "cold") and r.stdout.split() != ["1", "2"]:
                 raise RunFailed(f"{k} script printed {r.stdout!r}, expected '1\\n2\\n'")
             if k == "timed":
                 lines = r.stdout.split()
@@ -310,6 +315,10 @@ def bench_e2e(ctx, res: Results):
     res.add(sec, "teleport overhead (teleport - plain)", m["teleport"] - m["plain"], "ms",
             baseline=m["pass"] + 20, baseline_name="start-up + 20 ms",
             ratio=(m["teleport"] - m["plain"]) / (m["pass"] + 20))
+    res.add(sec, "teleport script, template cache off (first run)", m["cold"], "ms",
+            baseline=m["plain"], baseline_name="plain script", ratio=m["cold"] / m["plain"],
+            note="PYTELEPORT_NO_CACHE=1: the morphs are compiled with bytecode, as in the first "
+                 "run of a script; the other teleport rows reuse the templates of the warm-up run")
     res.add(sec, "teleport() call -> next statement in new process", median(inside) * 1000, "ms",
             note="instrumented variant of the script; includes loading the snapshot machinery, "
                  "pack(), starting the target and restoring")
@@ -329,6 +338,7 @@ import traceback
 t = time.perf_counter()
 import pyteleport
 import pyteleport._pack
+import pyteleport._morph_build   # the compiler (bytecode), loaded by a first compile
 import pyteleport.backends
 IMPORT_S = time.perf_counter() - t
 
@@ -376,7 +386,9 @@ def bench_pack(ctx, res: Results):
     for depth in (1, 30, 300):
         name = f"depth {depth}"
         try:
-            d = run([ctx.python, path, str(depth), str(repeats)], env=ctx.env, timeout=180,
+            # no template cache: the first call compiles, as in a script's first run
+            d = run([ctx.python, path, str(depth), str(repeats)],
+                    env=dict(ctx.env, PYTELEPORT_NO_CACHE="1"), timeout=180,
                     cwd=ctx.tmp).check().json_line()
         except RunFailed as e:
             res.error(sec, f"pack() {name}", str(e))
@@ -397,8 +409,9 @@ def bench_pack(ctx, res: Results):
         res.add(sec, f"payload size at {name}", d["size"] / 1024, "KiB")
     if imports:
         res.add(sec, "loading the snapshot machinery (first teleport)", median(imports) * 1000, "ms",
-                note="import of pyteleport._pack and pyteleport.backends (dill, bytecode, ...), "
-                     "not included in the pack() times above")
+                note="import of pyteleport._pack, pyteleport.backends and the compiler "
+                     "(pyteleport._morph_build: bytecode), not included in the pack() times above; "
+                     "a move whose templates are in the on-disk cache does not load the compiler")
 
 
 # --------------------------------------------------------------------------
@@ -688,8 +701,12 @@ def main(argv=None) -> int:
     ctx.env = dict(os.environ)
     ctx.env["PYTHONPATH"] = REPO + (os.pathsep + ctx.env["PYTHONPATH"] if ctx.env.get("PYTHONPATH") else "")
     ctx.env.pop("PYTELEPORT_PYTHON", None)
+    for var in ("PYTELEPORT_NO_CACHE", "PYTELEPORT_CACHE_DIR"):
+        ctx.env.pop(var, None)
     ctx.raw = {}
     ctx.tmp = tempfile.mkdtemp(prefix="pyteleport-bench-")
+    # a private template cache: what earlier runs compiled does not count
+    ctx.env["PYTELEPORT_CACHE_DIR"] = os.path.join(ctx.tmp, "templates")
     try:
         return _main(ctx, args)
     finally:

@@ -9,16 +9,19 @@ supported) and were checked against the headers of each release:
 """
 from __future__ import annotations
 
-import ctypes
 import sys
-from dataclasses import dataclass
-from typing import FrozenSet, Optional, Tuple
 
-VERSION: Tuple[int, int] = sys.version_info[:2]
-PTR = ctypes.sizeof(ctypes.c_void_p)
+# No dataclasses, typing or ctypes at import time: the snapshot of a simple
+# program needs none of them, and each costs every move milliseconds (ctypes
+# is imported on the first raw read of a frame, see _ctypes()).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
+
+VERSION: "Tuple[int, int]" = sys.version_info[:2]
+PTR = 8 if sys.maxsize > 2**32 else 4
 
 
-@dataclass(frozen=True)
 class FrameLayout:
     """Where a frame keeps its slots (locals, cells, free variables, value stack).
 
@@ -26,17 +29,22 @@ class FrameLayout:
     3.11+: ``PyFrameObject.f_frame`` (at ``iframe_ptr_offset``) points at a
     ``_PyInterpreterFrame`` whose slots start at ``slots_offset``.
     """
-    iframe_ptr_offset: Optional[int]
-    slots_offset: int
-    # 3.9/3.10 block stack: offsets of ``f_iblock`` and ``f_blockstack``
-    iblock_offset: Optional[int] = None
-    blockstack_offset: Optional[int] = None
-    # 3.11+: offset of ``previous`` in the interpreter frame
-    previous_offset: Optional[int] = None
-    # 3.11: offset of ``is_entry`` (a C call started this frame's eval loop)
-    is_entry_offset: Optional[int] = None
-    # 3.12+: offset of ``owner``; FRAME_OWNED_BY_CSTACK marks a C-entry shim
-    owner_offset: Optional[int] = None
+
+    def __init__(self, iframe_ptr_offset: "Optional[int]", slots_offset: int, *,
+                 iblock_offset: "Optional[int]" = None, blockstack_offset: "Optional[int]" = None,
+                 previous_offset: "Optional[int]" = None, is_entry_offset: "Optional[int]" = None,
+                 owner_offset: "Optional[int]" = None):
+        self.iframe_ptr_offset = iframe_ptr_offset
+        self.slots_offset = slots_offset
+        # 3.9/3.10 block stack: offsets of ``f_iblock`` and ``f_blockstack``
+        self.iblock_offset = iblock_offset
+        self.blockstack_offset = blockstack_offset
+        # 3.11+: offset of ``previous`` in the interpreter frame
+        self.previous_offset = previous_offset
+        # 3.11: offset of ``is_entry`` (a C call started this frame's eval loop)
+        self.is_entry_offset = is_entry_offset
+        # 3.12+: offset of ``owner``; FRAME_OWNED_BY_CSTACK marks a C-entry shim
+        self.owner_offset = owner_offset
 
 
 FRAME_OWNED_BY_CSTACK = 3
@@ -59,43 +67,51 @@ FRAME_LAYOUTS = {
     (3, 13): FrameLayout(24, 72, previous_offset=8, owner_offset=70),
 }
 
+# signals every interpreter (3.9-3.13) sets to SIG_IGN at start-up
+# (Python/pylifecycle.c, signal_install_handlers)
+STARTUP_IGNORED_SIGNALS = ("SIGPIPE", "SIGXFSZ")
+
 # 3.9/3.10 block types found on f_blockstack
 SETUP_FINALLY_BLOCK = 122
 EXCEPT_HANDLER_BLOCK = 257
 
 
-@dataclass(frozen=True)
 class OpcodeFacts:
-    """Bytecode facts the snapshot and the morph compiler depend on."""
-    # instructions that call a callable taken from the stack
-    call_ops: FrozenSet[str]
-    # instructions that resume a generator held on the stack
-    gen_resume_ops: FrozenSet[str]
-    # among those, the ones that also pop a value to send (receiver, value)
-    gen_send_ops: FrozenSet[str]
-    # instructions pushing no value / two values (default is one)
-    push0_ops: FrozenSet[str]
-    push2_ops: FrozenSet[str]
-    # instructions whose oparg low bit turns a 1-push into a 2-push (method load)
-    push2_if_lowbit: FrozenSet[str]
-    unconditional_jumps: FrozenSet[str]
-    terminators: FrozenSet[str]
-    # blocks live on the frame (3.9/3.10) or in the exception table (3.11+)
-    exception_model: str
-    # unit of ``b_handler`` on the 3.9/3.10 block stack, in bytes
-    block_handler_unit: int
-    # opcode used by the morph prologue to jump into the original code
-    jump_op: str
-    # sequence that calls the TOS-loaded constant with no arguments
-    call0: Tuple[str, ...]
-    # header instructions that stay before the prologue (3.11+)
-    header_ops: FrozenSet[str]
-    # a suspended generator's f_lasti points at its YIELD_VALUE (False: after it)
-    suspended_lasti_at_yield: bool
-    # how a restored suspended generator reaches its yield: "synthetic" yields
-    # from the prologue (block stack is rebuilt first), "original" jumps to the
-    # original YIELD_VALUE so the exception table covers it
-    suspended_yield: str
+    """Bytecode facts the snapshot and the morph compiler depend on, one
+    attribute per keyword of the constructor (all required):
+
+    ``call_ops``           instructions that call a callable taken from the stack
+    ``gen_resume_ops``     instructions that resume a generator held on the stack
+    ``gen_send_ops``       among those, the ones that also pop a value to send
+    ``push0_ops``, ``push2_ops``  instructions pushing no value / two values
+                           (default is one)
+    ``push2_if_lowbit``    instructions whose oparg low bit turns a 1-push into
+                           a 2-push (method load)
+    ``unconditional_jumps``, ``terminators``
+    ``exception_model``    blocks live on the frame ("blocks", 3.9/3.10) or in
+                           the exception table ("table", 3.11+)
+    ``block_handler_unit`` unit of ``b_handler`` on the 3.9/3.10 block stack, in bytes
+    ``block_setup_ops``    3.9/3.10: the instructions that push a block (a code
+                           without any has an empty block stack)
+    ``jump_op``            opcode used by the morph prologue to jump into the original code
+    ``call0``              sequence that calls the TOS-loaded constant with no arguments
+    ``header_ops``         header instructions that stay before the prologue (3.11+)
+    ``suspended_lasti_at_yield``  a suspended generator's f_lasti points at its
+                           YIELD_VALUE (False: after it)
+    ``suspended_yield``    how a restored suspended generator reaches its yield:
+                           "synthetic" yields from the prologue (block stack is
+                           rebuilt first), "original" jumps to the original
+                           YIELD_VALUE so the exception table covers it
+    """
+    FIELDS = ("call_ops", "gen_resume_ops", "gen_send_ops", "push0_ops", "push2_ops",
+              "push2_if_lowbit", "unconditional_jumps", "terminators", "exception_model",
+              "block_handler_unit", "block_setup_ops", "jump_op", "call0", "header_ops", "suspended_lasti_at_yield",
+              "suspended_yield")
+
+    def __init__(self, **facts):
+        if set(facts) != set(self.FIELDS):
+            raise TypeError(f"OpcodeFacts: expected exactly {self.FIELDS}, got {sorted(facts)}")
+        self.__dict__.update(facts)
 
 
 _COMMON_TERMINATORS = frozenset({"RETURN_VALUE", "RAISE_VARARGS", "RERAISE"})
@@ -112,6 +128,7 @@ OPCODE_FACTS[(3, 9)] = OpcodeFacts(
     terminators=_COMMON_TERMINATORS,
     exception_model="blocks",
     block_handler_unit=1,
+    block_setup_ops=frozenset({"SETUP_FINALLY", "SETUP_WITH", "SETUP_ASYNC_WITH"}),
     jump_op="JUMP_ABSOLUTE",
     call0=("LOAD_FN", "CALL_FUNCTION"),
     header_ops=frozenset(),
@@ -130,6 +147,7 @@ OPCODE_FACTS[(3, 11)] = OpcodeFacts(
     terminators=_COMMON_TERMINATORS,
     exception_model="table",
     block_handler_unit=0,
+    block_setup_ops=frozenset(),
     jump_op="JUMP_FORWARD",
     call0=("PUSH_NULL", "LOAD_FN", "PRECALL", "CALL"),
     header_ops=frozenset({"COPY_FREE_VARS", "MAKE_CELL", "RETURN_GENERATOR", "POP_TOP", "RESUME"}),
@@ -156,7 +174,7 @@ class UnsupportedPython(RuntimeError):
     pass
 
 
-def _facts_for(version: Tuple[int, int]):
+def _facts_for(version: "Tuple[int, int]"):
     try:
         return FRAME_LAYOUTS[version], OPCODE_FACTS[version]
     except KeyError:
@@ -170,6 +188,10 @@ LAYOUT, OPS = _facts_for(VERSION) if sys.implementation.name == "cpython" else (
 
 # --- raw frame access -------------------------------------------------------
 
+def _ctypes():
+    import ctypes   # on first use: a snapshot that reads no raw slot never needs it
+    return ctypes
+
 def _slots_base(frame) -> int:
     """Address of the first slot (local 0) of a frame."""
     if LAYOUT.iframe_ptr_offset is None:
@@ -178,7 +200,7 @@ def _slots_base(frame) -> int:
 
 
 def _iframe(frame) -> int:
-    return ctypes.c_void_p.from_address(id(frame) + LAYOUT.iframe_ptr_offset).value
+    return _ctypes().c_void_p.from_address(id(frame) + LAYOUT.iframe_ptr_offset).value
 
 
 NULL = object()  # marks an empty (NULL) slot when reading raw slots
@@ -189,6 +211,9 @@ def read_slots(frame, start: int, count: int) -> list:
 
     Empty slots come back as :data:`NULL`; other slots as new references.
     """
+    if count <= 0:
+        return []
+    ctypes = _ctypes()
     base = _slots_base(frame) + start * PTR
     out = []
     for i in range(count):
@@ -199,6 +224,7 @@ def read_slots(frame, start: int, count: int) -> list:
 
 def read_blocks(frame) -> list:
     """3.9/3.10: the frame's block stack as ``(type, handler offset, level)``."""
+    ctypes = _ctypes()
     n = ctypes.c_int.from_address(id(frame) + LAYOUT.iblock_offset).value
     blocks = []
     for i in range(n):
@@ -222,6 +248,7 @@ def call_link(inner, outer) -> str:
     """
     if LAYOUT.iframe_ptr_offset is None:
         return "c"
+    ctypes = _ctypes()
     inner_if = _iframe(inner)
     if LAYOUT.is_entry_offset is not None:
         return "c" if ctypes.c_bool.from_address(inner_if + LAYOUT.is_entry_offset).value else "inline"
@@ -232,7 +259,7 @@ def call_link(inner, outer) -> str:
     return "c" if owner == FRAME_OWNED_BY_CSTACK else "init"
 
 
-def local_kinds(code) -> Tuple[Tuple[str, str], ...]:
+def local_kinds(code) -> "Tuple[Tuple[str, str], ...]":
     """Slot order of ``code`` as ``(name, kind)`` with kind in local/cell/free.
 
     3.9/3.10 keep a plain-local slot for every varname, then one per cell, then

@@ -17,22 +17,28 @@ cell objects of the old frame (shared with closures) are passed back in
 through ``__closure__``.  Compilation is cached per code position: values are
 placeholder constants filled in per frame with ``code.replace(co_consts=...)``,
 so a 300-deep recursion of one function compiles once.
+
+This module decides what the prologue holds (:func:`_emit_prologue`, written
+against an emitter); :mod:`._morph_build` turns that into code with the
+``bytecode`` package.  Templates are cached in memory and on disk
+(:mod:`._template_cache`): a frame whose template an earlier run compiled only
+has its values collected, and ``bytecode`` is never imported.
 """
 from __future__ import annotations
 
 import sys
 import types
-from dataclasses import dataclass
-from typing import Any, Dict, List, Tuple
 
-from bytecode import Bytecode, CellVar, FreeVar, Instr, Label, TryBegin, TryEnd
-
-from ._cpython import EXCEPT_HANDLER_BLOCK, NULL, OPS, SETUP_FINALLY_BLOCK, exception_table
+from ._cpython import EXCEPT_HANDLER_BLOCK, NULL, OPS, SETUP_FINALLY_BLOCK
 from ._errors import TeleportError
-from ._snapshot import FrameState
 from ._stack_analysis import analyze
-from . import _rebuild
+from . import _rebuild, _template_cache
 from ._rebuild import NullPair
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Tuple
+    from ._snapshot import FrameState
 
 
 class _Slot:
@@ -46,29 +52,34 @@ class _Slot:
         return f"<slot {self.index}>"
 
 
-@dataclass
-class _Template:
-    bare: types.CodeType                      # placeholders replaced by None
-    positions: Tuple[Tuple[int, int], ...]   # (const index, value index)
-    freevars: Tuple[str, ...]
+class Template:
+    """A compiled morph without its values: ``bare`` holds None where each
+    ``(const index, value index)`` of ``positions`` puts a frame's value."""
+    __slots__ = ("bare", "positions", "freevars")
+
+    def __init__(self, bare: types.CodeType, positions: Tuple[Tuple[int, int], ...],
+                 freevars: Tuple[str, ...]):
+        self.bare = bare
+        self.positions = positions
+        self.freevars = freevars
 
 
-_templates: Dict[Any, Tuple[types.CodeType, _Template]] = {}
+_templates: Dict[Any, Tuple[types.CodeType, Template]] = {}
 PROLOGUE_HEADROOM = 8
 TEMPLATE_CACHE_SIZE = 1024
 
 
-class _Emitter:
-    def __init__(self, lineno):
-        self.instrs: List[Any] = []
+class ValueEmitter:
+    """Receives the prologue from :func:`_emit_prologue`.  This base class
+    keeps only the values, which is all a known template needs;
+    :class:`._morph_build.CodeEmitter` emits the instructions too."""
+
+    def __init__(self, lineno=None):
         self.values: List[Any] = []
         self.lineno = lineno
 
     def op(self, name, arg=None):
-        if arg is None:
-            self.instrs.append(Instr(name, lineno=self.lineno))
-        else:
-            self.instrs.append(Instr(name, arg, lineno=self.lineno))
+        pass
 
     def const(self, value):
         self.op("LOAD_CONST", _Slot(len(self.values)))
@@ -81,16 +92,17 @@ class _Emitter:
             else:
                 self.op(name, 0 if name in ("CALL", "PRECALL", "CALL_FUNCTION") else None)
 
+    def new_label(self):
+        return None
+
     def try_begin(self, target, push_lasti: bool, depth: int):
-        entry = TryBegin(target, push_lasti, depth)
-        self.instrs.append(entry)
-        return entry
+        return None
 
     def try_end(self, entry):
-        self.instrs.append(TryEnd(entry))
+        pass
 
     def label(self, label):
-        self.instrs.append(label)
+        pass
 
     def push_null_pair(self, value):
         """3.9/3.10 have no PUSH_NULL: LOAD_METHOD of a plain instance
@@ -100,12 +112,11 @@ class _Emitter:
 
 
 def _shape(state: FrameState, inner_fn) -> tuple:
-    """Everything the compiled code depends on besides the values."""
+    """Everything the compiled code depends on besides the code and the values
+    (plain strings, ints and bools: it is part of the on-disk cache key)."""
     r = state.resume
     stack_shape = tuple("N" if v is NULL else "" for v in state.stack)
-    # the code by identity (its constants may be unhashable); the template
-    # cache keeps the code alive so that the id stays its own
-    return (id(state.code), r.kind, r.index, r.keep, r.pushes, r.init_self is not NULL,
+    return (r.kind, r.index, r.keep, r.pushes, r.init_self is not NULL,
             inner_fn is not None, tuple(sorted(state.locals)), tuple(sorted(state.cells)),
             stack_shape, state.tags, tuple(state.blocks), _full_handlers(state))
 
@@ -123,7 +134,7 @@ def _full_handlers(state: FrameState) -> tuple:
     return tuple(out)
 
 
-def _emit_prologue(state: FrameState, inner_fn, labels, em: _Emitter):
+def _emit_prologue(state: FrameState, inner_fn, labels, em: ValueEmitter):
     code = state.code
     # locals; an argument that is also a cell keeps its value in the plain slot too
     # (zero-argument super() reads argument 0 from it)
@@ -154,7 +165,7 @@ def _emit_prologue(state: FrameState, inner_fn, labels, em: _Emitter):
             elif b_type == EXCEPT_HANDLER_BLOCK:
                 # re-enter the handler the way the interpreter does: raise the
                 # handled exception into a block that lands here
-                landing = Label()
+                landing = em.new_label()
                 em.op("SETUP_FINALLY", landing)
                 em.const(handled.pop(0))
                 em.op("RAISE_VARARGS", 1)
@@ -173,7 +184,7 @@ def _emit_prologue(state: FrameState, inner_fn, labels, em: _Emitter):
         if tag == "prev_exc":
             # re-enter the handler the way the interpreter does: raise the
             # handled exception (which gives it a traceback) and catch it
-            landing = Label()
+            landing = em.new_label()
             entry = em.try_begin(landing, False, i)
             em.const(handled.pop(0))
             em.op("RAISE_VARARGS", 1)
@@ -235,145 +246,6 @@ def _nargs(code) -> int:
     n = code.co_argcount + code.co_kwonlyargcount
     return n + bool(code.co_flags & 0x04) + bool(code.co_flags & 0x08)
 
-
-class _Labels:
-    """Labels at original instructions, created on demand."""
-
-    def __init__(self, bc: Bytecode, code):
-        self.bc = bc
-        self.analysis = analyze(code)
-        self.instrs = [x for x in bc if isinstance(x, Instr)]
-        if len(self.instrs) != len(self.analysis.instructions) or any(
-                a.name != b.opname for a, b in zip(self.instrs, self.analysis.instructions)):
-            raise TeleportError(f"{code.co_filename}: {code.co_name}: bytecode and dis disagree "
-                                "on the instructions of this code (unsupported bytecode version?)")
-        self.offsets = {ins.offset: k for k, ins in enumerate(self.analysis.instructions)}
-        self.made: Dict[int, Label] = {}
-        self.body_start = 0
-        self.table = exception_table(code) if OPS.exception_model == "table" else []
-
-    def offset_of(self, index: int) -> int:
-        return self.analysis.instructions[index].offset
-
-    def covering_entry(self, index: int):
-        """3.11+: (handler label, push_lasti, depth) of the exception-table
-        entry covering instruction ``index``, or None."""
-        offset = self.offset_of(index)
-        for start, end, target, depth, lasti in self.table:
-            if start <= offset < end:
-                return self.at_offset(target), bool(lasti), depth
-        return None
-
-    def at_index(self, index: int) -> Label:
-        if index not in self.made:
-            self.made[index] = Label()
-        return self.made[index]
-
-    def at_offset(self, offset: int) -> Label:
-        return self.at_index(self.offsets[offset])
-
-    def place(self):
-        """Insert the labels that were asked for before their instructions."""
-        out = []
-        by_id = {id(ins): k for k, ins in enumerate(self.instrs)}
-        for x in self.bc:
-            k = by_id.get(id(x)) if isinstance(x, Instr) else None
-            if k is not None and k in self.made:
-                out.append(self.made[k])
-            out.append(x)
-        self.bc[:] = out
-
-
-def _build(state: FrameState, inner_fn) -> Tuple[_Template, List[Any]]:
-    code = state.code
-    # 3.11+: keep the exception table's stack depths as the compiler wrote
-    # them (recomputing them from the morph's control flow would be wrong:
-    # the prologue enters the code in the middle)
-    bc = (Bytecode.from_code(code, conserve_exception_block_stackdepth=True)
-          if OPS.header_ops else Bytecode.from_code(code))
-    labels = _Labels(bc, code)
-    lineno = code.co_firstlineno
-    target = labels.instrs[min(state.resume.index, len(labels.instrs) - 1)]
-    if isinstance(target.lineno, int):
-        lineno = target.lineno
-    em = _Emitter(lineno)
-
-    # cells become free variables so the old cell objects can be passed in
-    freevars = tuple(bc.freevars) + tuple(bc.cellvars)
-    kept = []
-    header_end = 0
-    for k, x in enumerate(bc):
-        if isinstance(x, Instr):
-            if x.name == "MAKE_CELL":
-                continue
-            if isinstance(x.arg, CellVar):
-                x.arg = FreeVar(x.arg.name)
-            if x.name == "COPY_FREE_VARS":
-                x.arg = len(freevars)
-        kept.append(x)
-    bc[:] = kept
-    bc.freevars = list(freevars)
-    bc.cellvars = []
-    if OPS.header_ops:
-        if freevars and not any(isinstance(x, Instr) and x.name == "COPY_FREE_VARS" for x in bc):
-            bc.insert(0, Instr("COPY_FREE_VARS", len(freevars), lineno=lineno))
-        for k, x in enumerate(bc):
-            if isinstance(x, Instr) and x.name == "RESUME":
-                header_end = k + 1
-                break
-    else:
-        for k, x in enumerate(bc):
-            if isinstance(x, Instr):
-                if x.name == "GEN_START":
-                    header_end = k + 1
-                break
-    first_body = next(x for x in bc[header_end:] if isinstance(x, Instr))
-    labels.body_start = labels.instrs.index(first_body)
-
-    _emit_prologue(state, inner_fn, labels, em)
-    labels.place()
-    # the labels were placed among the original instructions; find the header end again
-    if header_end:
-        for k, x in enumerate(bc):
-            if isinstance(x, Instr) and x.name in ("RESUME", "GEN_START"):
-                header_end = k + 1
-                break
-    bc[header_end:header_end] = _outside_open_region(bc, header_end, em.instrs)
-    # The stack size is not recomputed: analysing from the morph's entry would
-    # miss what the original's exception handlers need.  The prologue never
-    # holds more than the original stack at the resume point plus a few
-    # temporaries (a call's NULL and callable, a handler's six values).
-    stacksize = code.co_stacksize + PROLOGUE_HEADROOM
-    try:
-        new = bc.to_code(stacksize=stacksize, compute_exception_stack_depths=False)
-    except Exception as e:  # a bug here must not look like the user's fault
-        raise TeleportError(f"{state.where}: internal error while compiling the resume code: "
-                            f"{type(e).__name__}: {e}") from e
-    positions = tuple((ci, c.index) for ci, c in enumerate(new.co_consts) if isinstance(c, _Slot))
-    bare = new.replace(co_consts=tuple(None if isinstance(c, _Slot) else c for c in new.co_consts))
-    return _Template(bare, positions, freevars), em.values
-
-
-def _outside_open_region(bc: Bytecode, position: int, prologue: list) -> list:
-    """Keep the prologue out of a try region open at ``position`` (3.12+
-    generators run their whole body in one); regions cannot nest, and the
-    prologue opens its own.  The region is closed before the prologue and a
-    copy of it reopened after; the original's end now closes the copy."""
-    open_entry = None
-    for x in bc[:position]:
-        if isinstance(x, TryBegin):
-            open_entry = x
-        elif isinstance(x, TryEnd) and x.entry is open_entry:
-            open_entry = None
-    if open_entry is None:
-        return prologue
-    copy = TryBegin(open_entry.target, open_entry.push_lasti, open_entry.stack_depth)
-    for x in bc[position:]:
-        if isinstance(x, TryEnd) and x.entry is open_entry:
-            x.entry = copy
-    return [TryEnd(open_entry)] + prologue + [copy]
-
-
 def _module_name_of(namespace: dict):
     name = namespace.get("__name__")
     module = sys.modules.get(name) if isinstance(name, str) else None
@@ -387,16 +259,29 @@ def compile_state(state: FrameState, inner_fn=None, recipes: Dict[int, tuple] = 
     ``recipes`` (by ``id`` of the morph) records how it was made from its
     template, so the pickler sends the template once and each frame's values.
     """
-    key = _shape(state, inner_fn)
+    shape = _shape(state, inner_fn)
+    # the code by identity (its constants may be unhashable); the entry keeps
+    # the code alive so that the id stays its own
+    key = (id(state.code),) + shape
     hit = _templates.get(key)
-    if hit is not None and hit[0] is state.code:
-        template = hit[1]
-        values = _values_only(state, inner_fn)
-    else:
-        template, values = _build(state, inner_fn)
+    template = hit[1] if hit is not None and hit[0] is state.code else None
+    values = None
+    if template is None:
+        template = _template_from_cache(state.code, shape)
+        if template is not None:
+            values = _values_only(state, inner_fn)
+            if not _fits(template, values):
+                template = None   # an entry that does not fit: compile afresh
+        if template is None:
+            from ._morph_build import build
+            template, values = build(state, inner_fn)
+            _template_cache.put("template", state.code, shape,
+                                (template.bare, template.positions, template.freevars))
         if len(_templates) >= TEMPLATE_CACHE_SIZE:
             _templates.clear()
         _templates[key] = (state.code, template)
+    if values is None:
+        values = _values_only(state, inner_fn)
     fills = tuple((ci, values[vi]) for ci, vi in template.positions)
     if state.is_module:
         recipe = (_rebuild.fill_code, (template.bare, fills))
@@ -410,20 +295,28 @@ def compile_state(state: FrameState, inner_fn=None, recipes: Dict[int, tuple] = 
     return morph
 
 
-class _ValueCollector(_Emitter):
-    """An emitter that only records values (the template is known)."""
-
-    def op(self, name, arg=None):
-        pass
-
-    def try_begin(self, target, push_lasti, depth):
+def _template_from_cache(code: types.CodeType, shape: tuple):
+    """The template an earlier run compiled for ``code`` in ``shape``, if it
+    is stored and well-formed."""
+    entry = _template_cache.get("template", code, shape)
+    if type(entry) is not tuple or len(entry) != 3:
         return None
+    bare, positions, freevars = entry
+    if (type(bare) is not types.CodeType or bare.co_name != code.co_name
+            or type(positions) is not tuple or type(freevars) is not tuple
+            or freevars != code.co_freevars + code.co_cellvars):
+        return None
+    n = len(bare.co_consts)
+    for pair in positions:
+        if (type(pair) is not tuple or len(pair) != 2 or type(pair[0]) is not int
+                or type(pair[1]) is not int or not 0 <= pair[0] < n):
+            return None
+    return Template(bare, positions, freevars)
 
-    def try_end(self, entry):
-        pass
 
-    def label(self, label):
-        pass
+def _fits(template: Template, values: list) -> bool:
+    """Whether a template read from disk takes exactly these values."""
+    return sorted(vi for _, vi in template.positions) == list(range(len(values)))
 
 
 def _values_only(state: FrameState, inner_fn) -> List[Any]:
@@ -442,6 +335,6 @@ def _values_only(state: FrameState, inner_fn) -> List[Any]:
         def covering_entry(self, index):
             return None
 
-    em = _ValueCollector(0)
+    em = ValueEmitter()
     _emit_prologue(state, inner_fn, _AnyLabels(), em)
     return em.values

@@ -6,18 +6,21 @@ Any failure here is a :class:`TeleportError` raised before anything is sent.
 from __future__ import annotations
 
 import os
-import pickle
 import sys
 import time
 import types
-from typing import Any, Dict, List, Tuple
 
 from . import _log, _morph, _pickler
-from ._cpython import NULL
+from ._cpickle import dumps as pickle_dumps   # pickle.py costs milliseconds of imports
+from ._cpython import NULL, STARTUP_IGNORED_SIGNALS
 from ._errors import TeleportError
-from ._paths import is_system_path
+from ._paths import RealPaths, is_system_path
 from ._payload import Payload
 from ._snapshot import FrameState, capture_chain, capture_suspended
+
+TYPE_CHECKING = False   # typing costs a move milliseconds: annotations only
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Tuple
 
 _PACKAGE_DIR = os.path.dirname(os.path.realpath(__file__)) + os.sep
 
@@ -32,8 +35,8 @@ def pack(frame, result: Any, extra_context: Dict[str, Any] = None,
     at the instruction ``frame`` is about to execute, see _interrupt)."""
     started = time.perf_counter()
     states = capture_chain(frame, result, at_instruction)
-    running: Dict[int, Any] = {}
-    recipes: Dict[int, tuple] = {}
+    running = {}
+    recipes = {}
     chain = _compile_chain(states, running, recipes)
     main = sys.modules["__main__"]
     main_globals = {k: v for k, v in vars(main).items() if k not in _MAIN_SKIP}
@@ -55,7 +58,7 @@ def pack(frame, result: Any, extra_context: Dict[str, Any] = None,
                                    _compile_suspended, recipes)
         raise TeleportError(detail or f"cannot serialise the program state: {_pickler._clean(e)}") from None
     context = _context(main, states, extra_context or {})
-    payload = Payload(pickle.dumps(context, protocol=4), state_bytes, buffers)
+    payload = Payload(pickle_dumps(context, protocol=4), state_bytes, buffers)
     if _log.debug_enabled():
         _log.debug("packed %d frames (innermost %s) into %d bytes, %d out-of-band buffers, in %.1f ms",
                   len(states), states[-1].where, payload.size, len(buffers),
@@ -102,15 +105,15 @@ def _context(main, states: List[FrameState], extra: Dict[str, Any]) -> Dict[str,
     return ctx
 
 
-def _is_user_module(name: str, module) -> bool:
+def _is_user_module(name: str, module, real_path) -> bool:
     if name in ("__main__", "__mp_main__") or not isinstance(module, types.ModuleType):
         return False
     path = getattr(module, "__file__", None)
     if not isinstance(path, str):
         return False
-    real = os.path.realpath(path)
+    real = real_path(path)
     # pyteleport's own modules are imported by the restore entry anyway
-    return not is_system_path(real) and not real.startswith(_PACKAGE_DIR)
+    return not real.startswith(_PACKAGE_DIR) and not is_system_path(real, resolved=True)
 
 
 def _user_module_attrs() -> Dict[str, Dict[str, Any]]:
@@ -118,8 +121,9 @@ def _user_module_attrs() -> Dict[str, Dict[str, Any]]:
     and site-packages), so that changes made at run time carry over; the
     modules themselves are imported again on the target."""
     out = {}
+    real_path = RealPaths()
     for name, module in list(sys.modules.items()):
-        if not _is_user_module(name, module):
+        if not _is_user_module(name, module, real_path):
             continue
         attrs = {}
         for key, value in vars(module).items():
@@ -136,15 +140,21 @@ def _user_module_attrs() -> Dict[str, Dict[str, Any]]:
 
 
 def _signal_handlers() -> Dict[int, Any]:
-    """Handlers installed with signal.signal() that differ from the defaults."""
-    import signal
+    """Handlers that differ from those a fresh interpreter starts with
+    (plain ints for SIG_DFL/SIG_IGN: the C module, not signal.py and its
+    enums, which would cost both sides an import)."""
+    import _signal as signal
+    ignored = {getattr(signal, name) for name in STARTUP_IGNORED_SIGNALS if hasattr(signal, name)}
     out = {}
     for sig in signal.valid_signals():
         try:
             handler = signal.getsignal(sig)
         except (ValueError, OSError):
             continue
-        default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        if sig == signal.SIGINT:
+            default = signal.default_int_handler
+        else:
+            default = signal.SIG_IGN if sig in ignored else signal.SIG_DFL
         if handler is not None and handler != default:
             out[int(sig)] = handler
     return out

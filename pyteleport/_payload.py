@@ -17,20 +17,65 @@ corrupted file is refused without executing any of it.
 from __future__ import annotations
 
 import os
-import struct
 import sys
 import zlib
-from _pickle import PickleBuffer, loads as pickle_loads
-from importlib.util import MAGIC_NUMBER
+from ._cpickle import PickleBuffer, loads as pickle_loads
+
+# importlib.util.MAGIC_NUMBER without importing importlib.util (milliseconds
+# in every resumed process): the frozen bootstrap module is always loaded
+MAGIC_NUMBER = getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None)
+if MAGIC_NUMBER is None:   # pragma: no cover (an unusual import system)
+    from importlib.util import MAGIC_NUMBER
 
 # The restoring side imports this module: standard library only, and no
 # typing or dataclasses (they cost every resumed process milliseconds).
 
 MAGIC = b"PYTLPORT"
 FORMAT_VERSION = 1
-HEADER = struct.Struct("<8sHBB4sB")
-U64 = struct.Struct("<Q")
-U32 = struct.Struct("<I")
+
+
+class _Uint:
+    """``struct.Struct("<Q")`` / ``("<I")`` without the struct module (one
+    shared library less to load in every resumed process)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def pack(self, n: int) -> bytes:
+        return n.to_bytes(self.size, "little")
+
+    def unpack(self, data) -> tuple:
+        if len(data) != self.size:
+            raise ValueError(f"expected {self.size} bytes, got {len(data)}")
+        return (int.from_bytes(data, "little"),)
+
+
+class _Header:
+    """``struct.Struct("<8sHBB4sB")``: magic, format, Python major and minor,
+    bytecode magic, length of the pyteleport version that follows."""
+    size = 17
+
+    def pack(self, magic: bytes, fmt: int, major: int, minor: int, bc_magic: bytes, n: int) -> bytes:
+        if len(magic) != 8 or len(bc_magic) != 4:
+            raise ValueError("bad header fields")
+        return magic + fmt.to_bytes(2, "little") + bytes((major, minor)) + bc_magic + bytes((n,))
+
+    def unpack(self, data) -> tuple:
+        data = bytes(data)
+        if len(data) != self.size:
+            raise ValueError(f"expected {self.size} bytes, got {len(data)}")
+        return (data[:8], int.from_bytes(data[8:10], "little"), data[10], data[11], data[12:16], data[16])
+
+    def unpack_from(self, data, offset: int = 0) -> tuple:
+        return self.unpack(data[offset:offset + self.size])
+
+    def pack_into(self, buf, offset: int, *fields) -> None:
+        buf[offset:offset + self.size] = self.pack(*fields)
+
+
+HEADER = _Header()
+U64 = _Uint(8)
+U32 = _Uint(4)
 TRAILER_MAGIC = b"PTEND"
 KIND_BYTEARRAY = b"a"
 KIND_BYTES = b"b"
@@ -133,10 +178,11 @@ def write_file(payload: Payload, path: str, label: str = "payload") -> None:
     """Write ``payload`` to ``path`` atomically (a private temporary file in
     the same folder, fsync, rename), with mode 0600.  Raises OSError; the
     temporary file never stays behind."""
-    import tempfile
     from ._progress import Progress
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    # what tempfile.mkstemp does, without importing tempfile (shutil, random, ...)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.urandom(6).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         with open(fd, "wb") as f:
             progress = Progress(payload.size, label)

@@ -17,18 +17,22 @@ pickled again with dill's pickler, under the same rules.
 """
 from __future__ import annotations
 
-import inspect
 import io
 import marshal
 import os
-import pickle
 import stat
 import sys
 import types
-from typing import Callable, Dict, List, Tuple
+# the C pickler directly: pickle.py imports re, struct and more (milliseconds
+# per move); dill imports pickle itself when it is needed
+from ._cpickle import PickleBuffer, Pickler
 
 from . import _mpi_pickle, _rebuild
 from ._errors import TeleportError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Dict, List, Tuple
 
 OUT_OF_BAND_MIN = 64 * 1024
 RECURSION_LIMIT = 8000
@@ -63,7 +67,7 @@ class _Rules:
         t = type(obj)
         if t is bytes or t is bytearray:
             if len(obj) >= OUT_OF_BAND_MIN:
-                return _rebuild.PID_BUFFER, t is bytes, pickle.PickleBuffer(obj)
+                return _rebuild.PID_BUFFER, t is bytes, PickleBuffer(obj)
         elif t is dict:
             name = _module_dict_name(obj)
             if name is not None:
@@ -100,6 +104,7 @@ class _Rules:
         fn = self._running.get(id(gen))
         if fn is not None:
             return _rebuild.start_generator, (fn,)
+        import inspect   # only programs holding suspended generators pay for it
         state = inspect.getgeneratorstate(gen)
         if state == inspect.GEN_CLOSED:
             return _rebuild.exhausted_generator, ()
@@ -111,7 +116,7 @@ class _Rules:
         return _rebuild.resume_generator, (fn,)
 
 
-class _FastPickler(_Rules, pickle.Pickler):
+class _FastPickler(_Rules, Pickler):
     """The C pickler; gives up (``_NeedsDill``) on what must travel by value."""
 
     def __init__(self, file, buffers: list, *rules):
@@ -267,7 +272,7 @@ def _newline(f):
     return None
 
 
-def dumps(root, running, compile_suspended, recipes) -> Tuple[bytes, List[pickle.PickleBuffer]]:
+def dumps(root, running, compile_suspended, recipes) -> Tuple[bytes, List[PickleBuffer]]:
     """Pickle ``root``; large buffers are returned separately, not copied."""
     rules = (running, compile_suspended, recipes)
     # pickling recurses once per level of nesting in the data (dill's pickler,
@@ -277,7 +282,7 @@ def dumps(root, running, compile_suspended, recipes) -> Tuple[bytes, List[pickle
     try:
         makers = (_dill_pickler,) if _needs_dill(root) else (_FastPickler, _dill_pickler)
         for make in makers:
-            buffers: List[pickle.PickleBuffer] = []
+            buffers = []
             out = io.BytesIO()
             try:
                 make(out, buffers, *rules).dump(root)

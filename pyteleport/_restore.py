@@ -6,16 +6,13 @@ every object, reports to the source that the program is rebuilt, and runs it.
 It imports only what loading the payload needs: the heavy parts of pyteleport
 (snapshot, compiler, bytecode) stay on the source side.
 """
-from __future__ import annotations
-
 import io
 import os
 import sys
-import types
 
 # the C implementation directly: pickle.py would import re, functools,
 # struct and more in every resumed process
-from _pickle import Unpickler, loads as pickle_loads
+from ._cpickle import Unpickler, loads as pickle_loads
 
 from ._payload import PayloadError, read
 
@@ -108,8 +105,8 @@ def _apply_context(ctx: dict, launch_env=None, index=None) -> None:
     task_index = index if index is not None else ctx.get("task_index")
 
 
-def _new_main(ctx: dict) -> types.ModuleType:
-    main = types.ModuleType("__main__")
+def _new_main(ctx: dict):
+    main = type(sys)("__main__")
     main.__dict__["__builtins__"] = __builtins__ if isinstance(__builtins__, dict) else vars(__builtins__)
     main.__spec__ = None
     main.__loader__ = None

@@ -7,20 +7,23 @@ Nothing here serialises or compiles anything; :mod:`._morph` turns a
 """
 from __future__ import annotations
 
-import inspect
 import sys
 import types
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
 
 from . import _cpython
 from ._cpython import NULL, OPS, EXCEPT_HANDLER_BLOCK
 from ._errors import TeleportError
 from ._stack_analysis import AnalysisError, analyze, stack_effect
 
-CO_GENERATOR = inspect.CO_GENERATOR
-CO_OPTIMIZED = inspect.CO_OPTIMIZED
-CO_ASYNC = inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR | inspect.CO_ITERABLE_COROUTINE
+# no inspect, dataclasses or typing here: they cost every move milliseconds
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
+
+# inspect.CO_* (the same on every CPython)
+CO_OPTIMIZED = 0x0001
+CO_GENERATOR = 0x0020
+CO_ASYNC = 0x0080 | 0x0100 | 0x0200   # CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR
 
 
 def describe(frame) -> str:
@@ -29,7 +32,6 @@ def describe(frame) -> str:
     return f"{code.co_filename}:{frame.f_lineno}, in {code.co_name}"
 
 
-@dataclass
 class Resume:
     """How a frame continues once its state is rebuilt.
 
@@ -41,30 +43,41 @@ class Resume:
     ``yield``   a suspended generator: wait at its yield for the next send().
     ``start``   a generator that has not started yet.
     """
-    kind: str
-    index: int                 # index of the current instruction (Analysis.instructions)
-    keep: int                  # stack items that stay below the resume point
-    pushes: int = 1            # values the instruction leaves ('result')
-    value: Any = None          # 'result' value when there is no inner frame
-    init_self: Any = NULL      # class call: the instance replaces __init__'s None
+    __slots__ = ("kind", "index", "keep", "pushes", "value", "init_self")
+
+    def __init__(self, kind: str, index: int, keep: int, pushes: int = 1, value: Any = None,
+                 init_self: Any = NULL):
+        self.kind = kind
+        self.index = index          # index of the current instruction (Analysis.instructions)
+        self.keep = keep            # stack items that stay below the resume point
+        self.pushes = pushes        # values the instruction leaves ('result')
+        self.value = value          # 'result' value when there is no inner frame
+        self.init_self = init_self  # class call: the instance replaces __init__'s None
 
 
-@dataclass
 class FrameState:
-    code: types.CodeType
-    where: str                     # file:line, in function (for messages)
-    is_module: bool
-    globals: dict
-    locals: Dict[str, Any]         # bound plain locals
-    cells: Dict[str, Any]          # cell objects of cell and free variables
-    stack: List[Any]               # pending values (NULL marks an empty slot)
-    tags: Tuple[str, ...]          # per stack slot, see _stack_analysis
-    blocks: List[Tuple[int, int, int]]   # 3.9/3.10 open blocks
-    resume: Resume
-    handled: List[Any] = field(default_factory=list)  # exception per handler slot/block
-    inner: Optional["FrameState"] = None
-    # 'reexec': the generator object on this frame's stack that runs the inner frame
-    inner_generator: Any = None
+    __slots__ = ("code", "where", "is_module", "globals", "locals", "cells", "stack", "tags",
+                 "blocks", "resume", "handled", "inner", "inner_generator")
+
+    def __init__(self, code: types.CodeType, where: str, is_module: bool, globals: dict,
+                 locals: Dict[str, Any], cells: Dict[str, Any], stack: List[Any],
+                 tags: Tuple[str, ...], blocks: List[Tuple[int, int, int]], resume: Resume,
+                 handled: Optional[List[Any]] = None, inner: Optional[FrameState] = None,
+                 inner_generator: Any = None):
+        self.code = code
+        self.where = where              # file:line, in function (for messages)
+        self.is_module = is_module
+        self.globals = globals
+        self.locals = locals            # bound plain locals
+        self.cells = cells              # cell objects of cell and free variables
+        self.stack = stack              # pending values (NULL marks an empty slot)
+        self.tags = tags                # per stack slot, see _stack_analysis
+        self.blocks = blocks            # 3.9/3.10 open blocks
+        self.resume = resume
+        self.handled = handled if handled is not None else []   # exception per handler slot/block
+        self.inner = inner
+        # 'reexec': the generator object on this frame's stack that runs the inner frame
+        self.inner_generator = inner_generator
 
 
 def _read_variables(frame):
@@ -78,8 +91,12 @@ def _read_variables(frame):
     return kinds, locals_, cells
 
 
-def _read_blocks(frame) -> list:
-    return _cpython.read_blocks(frame) if OPS.exception_model == "blocks" else []
+def _read_blocks(frame, analysis) -> list:
+    if OPS.exception_model != "blocks" or not (analysis.opnames & OPS.block_setup_ops):
+        # only SETUP_* instructions push blocks: code without them has none,
+        # and reading the frame (ctypes) is not needed
+        return []
+    return _cpython.read_blocks(frame)
 
 
 def _read_frame(frame, lasti: int):
@@ -242,12 +259,13 @@ def capture_frame(frame, *, inner=None, result=None, at_instruction=False) -> Fr
     return FrameState(
         code=code, where=describe(frame), is_module=_is_module_code(code), globals=frame.f_globals,
         locals=locals_, cells=cells, stack=stack[:resume.keep], tags=tags[:resume.keep],
-        blocks=_read_blocks(frame), resume=resume, inner_generator=inner_gen if resume.kind == "reexec" else None,
+        blocks=_read_blocks(frame, analysis), resume=resume, inner_generator=inner_gen if resume.kind == "reexec" else None,
     )
 
 
 def capture_suspended(gen) -> FrameState:
     """Snapshot of a generator that is not running (created or suspended)."""
+    import inspect   # only programs holding suspended generators pay for it
     frame = gen.gi_frame
     state = inspect.getgeneratorstate(gen)
     code = frame.f_code
@@ -269,7 +287,7 @@ def capture_suspended(gen) -> FrameState:
     keep = len(tags_at) - 1
     tags = tags_at[:keep]
     stack = _cpython.read_slots(frame, len(kinds), keep)
-    blocks = _read_blocks(frame)
+    blocks = _read_blocks(frame, analysis)
     return FrameState(code, describe(frame), False, frame.f_globals, locals_, cells,
                       stack, tags, blocks, Resume("yield", index, keep),
                       handled=[None] * _count_handlers(tags, blocks))
@@ -325,7 +343,7 @@ def capture_chain(start, result, at_instruction: bool = False) -> List[FrameStat
             "programs run as a script, with -m or -c (not code running at import time or "
             "inside an embedding application)")
     frames = frames[:main_index]
-    states: List[FrameState] = []
+    states = []
     inner = None
     for frame in frames:   # innermost first
         state = capture_frame(frame, inner=inner, result=result,

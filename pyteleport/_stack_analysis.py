@@ -9,22 +9,53 @@ compiler can tell which slots hold interpreter state rather than user values:
 ``"v"``        an ordinary value
 ``"prev_exc"`` (3.11+) the exception that was being handled before a handler
                started, pushed by PUSH_EXC_INFO
+
+The analysis of a code object is kept in the on-disk cache
+(:mod:`._template_cache`): a move of code analysed by an earlier run does not
+import ``dis``.
 """
 from __future__ import annotations
 
-import dis
-from dataclasses import dataclass
-from typing import Dict, List, Tuple
-
+from . import _template_cache
 from ._cpython import OPS, exception_table
 
-Tags = Tuple[str, ...]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Dict, Optional, Tuple
+    Tags = Tuple[str, ...]
 
 
-@dataclass(frozen=True)
+class Ins:
+    """What the snapshot and the compiler use of a ``dis.Instruction``.
+    ``arg`` is None for an instruction without an argument; ``effect`` is its
+    stack effect when it does not jump (None if dis has none for it)."""
+    __slots__ = ("opname", "opcode", "arg", "offset", "effect")
+
+    def __init__(self, opname: str, opcode: int, arg, offset: int, effect):
+        self.opname = opname
+        self.opcode = opcode
+        self.arg = arg
+        self.offset = offset
+        self.effect = effect
+
+    def __repr__(self):
+        return f"<{self.opname} {self.arg} at {self.offset}>"
+
+
 class Analysis:
-    instructions: Tuple[dis.Instruction, ...]   # real instructions (no EXTENDED_ARG/CACHE)
-    tags_before: Dict[int, Tags]                # offset -> tags of the stack before it
+    __slots__ = ("instructions", "tags_before", "_opnames")
+
+    def __init__(self, instructions: Tuple[Ins, ...], tags_before: Dict[int, Tags]):
+        self.instructions = instructions   # real instructions (no EXTENDED_ARG/CACHE)
+        self.tags_before = tags_before     # offset -> tags of the stack before it
+        self._opnames = None
+
+    @property
+    def opnames(self) -> frozenset:
+        """The names of the instructions the code uses."""
+        if self._opnames is None:
+            self._opnames = frozenset(ins.opname for ins in self.instructions)
+        return self._opnames
 
     def index_of(self, lasti: int) -> int:
         """Index of the instruction that contains byte offset ``lasti`` (a
@@ -43,12 +74,22 @@ class AnalysisError(RuntimeError):
     pass
 
 
-def stack_effect(ins: dis.Instruction, jump: bool) -> int:
-    arg = ins.arg if ins.opcode >= dis.HAVE_ARGUMENT else None
-    return dis.stack_effect(ins.opcode, arg, jump=jump)
+def stack_effect(ins: Ins, jump: bool) -> int:
+    if not jump and ins.effect is not None:
+        return ins.effect    # known without loading dis's C half
+    from _opcode import stack_effect as effect
+    return effect(ins.opcode, ins.arg, jump=jump)
 
 
-def _transfer(ins: dis.Instruction, tags: Tags, jump: bool) -> Tags:
+def _effect(opcode: int, arg) -> Optional[int]:
+    from _opcode import stack_effect as effect
+    try:
+        return effect(opcode, arg, jump=False)
+    except ValueError:
+        return None
+
+
+def _transfer(ins: Ins, tags: Tags, jump: bool) -> Tags:
     name = ins.opname
     if name == "PUSH_EXC_INFO":
         return tags[:-1] + ("prev_exc", "v")
@@ -72,7 +113,7 @@ def _transfer(ins: dis.Instruction, tags: Tags, jump: bool) -> Tags:
 # by identity: code objects hash their constants, and a morph's constants
 # (values of a frame moved before) may be unhashable; the entry keeps the
 # code alive so that its id stays its own
-_cache: Dict[int, Tuple[object, Analysis]] = {}
+_cache = {}
 _CACHE_SIZE = 512
 
 
@@ -83,14 +124,48 @@ def analyze(code) -> Analysis:
         return hit[1]
     if len(_cache) >= _CACHE_SIZE:
         _cache.clear()
-    result = _analyze(code)
+    result = _from_cache(code)
+    if result is None:
+        result = _analyze(code)
+        _template_cache.put("analysis", code, (), (
+            tuple((i.opname, i.opcode, i.arg, i.offset, i.effect) for i in result.instructions),
+            result.tags_before))
     _cache[id(code)] = (code, result)
     return result
 
 
+def _from_cache(code):
+    """The analysis an earlier run stored for ``code``, if well-formed."""
+    entry = _template_cache.get("analysis", code)
+    try:
+        raw, tags_before = entry
+        instructions = tuple(Ins(*fields) for fields in raw)
+        last = -1
+        for ins in instructions:
+            if (type(ins.opname) is not str or type(ins.opcode) is not int
+                    or not (ins.arg is None or type(ins.arg) is int)
+                    or not (ins.effect is None or type(ins.effect) is int)
+                    or type(ins.offset) is not int or ins.offset <= last):
+                return None
+            last = ins.offset
+        if not instructions or type(tags_before) is not dict or not all(
+                type(k) is int and type(v) is tuple and all(type(t) is str for t in v)
+                for k, v in tags_before.items()):
+            return None
+    except (TypeError, ValueError):   # not a pair, not 4-tuples
+        return None
+    return Analysis(instructions, tags_before)
+
+
 def _analyze(code) -> Analysis:
-    instrs = tuple(i for i in dis.get_instructions(code)
-                   if i.opname not in ("EXTENDED_ARG", "CACHE"))
+    import dis
+    raw = [i for i in dis.get_instructions(code) if i.opname not in ("EXTENDED_ARG", "CACHE")]
+    instrs = []
+    for i in raw:
+        arg = i.arg if i.opcode >= dis.HAVE_ARGUMENT else None
+        instrs.append(Ins(i.opname, i.opcode, arg, i.offset, _effect(i.opcode, arg)))
+    instrs = tuple(instrs)
+    jumps = {i.offset: i.argval for i in raw if i.opcode in dis.hasjrel or i.opcode in dis.hasjabs}
     by_offset = {ins.offset: k for k, ins in enumerate(instrs)}
     ordered = sorted(by_offset)
 
@@ -104,10 +179,10 @@ def _analyze(code) -> Analysis:
         raise AnalysisError(f"jump to {offset} outside the code")
 
     table = exception_table(code) if OPS.exception_model == "table" else []
-    tags_before: Dict[int, Tags] = {}
+    tags_before = {}
     # 3.10's GEN_START pops the value a generator is first resumed with
-    start_tags: Tags = ("v",) if instrs[0].opname == "GEN_START" else ()
-    work: List[Tuple[int, Tags]] = []
+    start_tags = ("v",) if instrs[0].opname == "GEN_START" else ()
+    work = []
     seeded = set()
 
     def push(offset: int, tags: Tags):
@@ -128,9 +203,8 @@ def _analyze(code) -> Analysis:
                 seeded.add(k)
                 push(resolve(target), tags[:depth] + ("v",) * (1 + bool(lasti)))
         name = ins.opname
-        is_jump = ins.opcode in dis.hasjrel or ins.opcode in dis.hasjabs
-        if is_jump:
-            push(resolve(ins.argval), _transfer(ins, tags, jump=True))
+        if offset in jumps:
+            push(resolve(jumps[offset]), _transfer(ins, tags, jump=True))
             if name in OPS.unconditional_jumps:
                 continue
         if name in OPS.terminators:

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING, Union
 
 from ._errors import TeleportError
 
+TYPE_CHECKING = False   # typing costs a move milliseconds: annotations only
 if TYPE_CHECKING:
+    from typing import Union
     from .backends import Backend
 
 

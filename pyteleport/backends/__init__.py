@@ -8,10 +8,13 @@ target has confirmed that it rebuilt the program, and then
 """
 from __future__ import annotations
 
+import sys
 from abc import ABC, abstractmethod
-from typing import Dict, Type, Union
-
 from .._errors import TeleportError
+
+TYPE_CHECKING = False   # typing costs a move milliseconds: annotations only
+if TYPE_CHECKING:
+    from typing import Dict, Type, Union
 
 _BUILTIN = {
     "local": "pyteleport.backends.local:LocalBackend",
@@ -67,9 +70,9 @@ class Backend(ABC):
 
 
 def _load(spec: str) -> Type[Backend]:
-    import importlib
     module, _, attr = spec.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    __import__(module)   # importlib.import_module would import importlib first
+    return getattr(sys.modules[module], attr)
 
 
 def available() -> Dict[str, str]:

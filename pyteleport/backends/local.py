@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import os
 import select
-import signal
-import subprocess
 import sys
-from typing import Optional
+# the C module: signal.py builds enums at import time (milliseconds per move)
+import _signal as signal
 
 from .. import _log
 from .._errors import TeleportError
-from .._progress import Progress
-from .._restore import parse_status
 from . import Backend, Target
+from ._spawn import spawn
 from ._wakeup import wait_process
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 DEFAULT_HANDOFF_TIMEOUT = 600.0
 _FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
@@ -29,8 +31,23 @@ def restore_command(python: str, payload_fd: int, status_fd: int) -> list:
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     boot = (f"import sys; sys.path.insert(0, {root!r}); "
             "from pyteleport._restore import main_fd; main_fd()")
-    flags = subprocess._args_from_interpreter_flags() if python == sys.executable else []
+    flags = interpreter_flags() if python == sys.executable else []
     return [python, *flags, "-c", boot, "--payload-fd", str(payload_fd), "--status-fd", str(status_fd)]
+
+
+_FLAGS = ("optimize", "debug", "dont_write_bytecode", "no_site", "verbose", "bytes_warning", "quiet",
+          "isolated", "ignore_environment", "no_user_site", "safe_path", "dev_mode")
+
+
+def interpreter_flags() -> list:
+    """This interpreter's command-line flags (-O, -X dev, -W ...), to start
+    the target the same way.  ``subprocess`` knows how to spell them, but
+    costs milliseconds to import: only asked when there is a flag."""
+    if not (sys.warnoptions or getattr(sys, "_xoptions", None)
+            or any(getattr(sys.flags, name, 0) for name in _FLAGS)):
+        return []
+    import subprocess
+    return subprocess._args_from_interpreter_flags()
 
 
 class _Forwarding:
@@ -38,8 +55,8 @@ class _Forwarding:
     target may run the program as soon as it has confirmed): installed before
     the payload is sent, undone if the handoff fails."""
 
-    def __init__(self, proc: subprocess.Popen):
-        self.proc = proc
+    def __init__(self, proc):
+        self.proc = proc   # a subprocess.Popen or a _spawn.Child
         self.saved = {}
         # Ctrl-C reaches the target directly (same process group): not twice
         self._install(signal.SIGINT, signal.SIG_IGN)
@@ -62,7 +79,7 @@ class _Forwarding:
 
 
 class LocalTarget(Target):
-    def __init__(self, proc: subprocess.Popen):
+    def __init__(self, proc):
         self.proc = proc
 
     def wait(self) -> int:
@@ -88,13 +105,18 @@ class LocalBackend(Backend):
         if handoff_timeout is None:
             handoff_timeout = float(os.environ.get("PYTELEPORT_HANDOFF_TIMEOUT") or DEFAULT_HANDOFF_TIMEOUT)
         self.handoff_timeout = handoff_timeout
+        self._started = None   # (proc, payload_w, status_r) between prepare() and spawn()
 
-    def spawn(self, payload) -> Target:
+    def prepare(self) -> None:
+        """Start the target before the program is packed: its interpreter
+        start-up overlaps with the packing (``pyteleport.api`` calls this;
+        :meth:`cancel` stops the target if the packing fails)."""
+        if self._started is not None:
+            return
         payload_r, payload_w = os.pipe()
         status_r, status_w = os.pipe()
         try:
-            proc = subprocess.Popen(restore_command(self.python, payload_r, status_w),
-                                    pass_fds=(payload_r, status_w))
+            proc = spawn(restore_command(self.python, payload_r, status_w), pass_fds=(payload_r, status_w))
         except OSError as e:
             for fd in (payload_r, payload_w, status_r, status_w):
                 os.close(fd)
@@ -102,6 +124,21 @@ class LocalBackend(Backend):
         os.close(payload_r)
         os.close(status_w)
         _log.debug("local backend: started pid %d (%s)", proc.pid, self.python)
+        self._started = (proc, payload_w, status_r)
+
+    def cancel(self) -> None:
+        """Stop the target :meth:`prepare` started (the program stays here)."""
+        started, self._started = self._started, None
+        if started is not None:
+            proc, payload_w, status_r = started
+            os.close(payload_w)
+            os.close(status_r)
+            proc.kill()
+            proc.wait()
+
+    def spawn(self, payload) -> Target:
+        self.prepare()
+        (proc, payload_w, status_r), self._started = self._started, None
         return _handoff(proc, payload, payload_w, status_r, f"local backend ({self.python})",
                         self.handoff_timeout)
 
@@ -121,6 +158,10 @@ def _handoff(proc, payload, payload_w: int, status_r: int, what: str, timeout: f
 
 
 def _deliver(proc, payload, payload_w: int, status_r: int, what: str, timeout: float) -> Target:
+    # imported here, not at the top: the target is started (prepare) before
+    # anything the handoff needs is loaded
+    from .._progress import Progress
+    from .._restore import parse_status
     progress = Progress(payload.size, "teleport")
     try:
         with open(payload_w, "wb", buffering=0) as out:
