@@ -516,8 +516,8 @@ for i in range(40):
     resumed += pyteleport.mpi.safe_point()
 if rank == 0:
     print("done", total, flush=True)
-print("rank", rank, "resumed", resumed, "restarts", os.environ.get("SLURM_RESTART_COUNT", "0"),
-      file=sys.stderr, flush=True)
+# one write per line: the ranks share stderr, and print() may write a line in parts
+os.write(2, f"rank {rank} resumed {resumed} restarts {os.environ.get('SLURM_RESTART_COUNT', '0')}\\n".encode())
 """
 
 
