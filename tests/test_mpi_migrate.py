@@ -20,14 +20,11 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-import mpi4py  # noqa: F401  the test environments install it: missing MPI fails, never skips
 import pytest
 
-from pyteleport.backends.mpirun import find_launcher
+from mpilaunch import LAUNCHER, describe, mpi_env, mpiexec
+from mpilaunch import run as run_in
 
-ROOT = Path(__file__).resolve().parent.parent
-LAUNCHER = find_launcher(sys.executable)
-assert LAUNCHER is not None, "no mpirun/mpiexec next to this interpreter or on PATH: install mpich"
 TIMEOUT = 50
 
 PROGRAM = """\
@@ -92,24 +89,8 @@ if rank == 0:
 LINE = re.compile(r"^rank=(\d+) pid=(\d+) (.*)$")
 
 
-def _env(**extra: str) -> Dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(extra)
-    return env
-
-
-def run(cmd: List[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(c) for c in cmd], cwd=cwd, env=_env(TMPDIR=str(cwd), **extra),
-                          capture_output=True, text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
-
-
-def mpiexec(n: int, *args) -> List[str]:
-    return [LAUNCHER, "-n", str(n), *args]
-
-
-def describe(proc: subprocess.CompletedProcess) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
+def run(cmd: List, cwd: Path, **extra: str) -> subprocess.CompletedProcess:
+    return run_in(cmd, cwd, TIMEOUT, **extra)
 
 
 def by_rank(stdout: str) -> Dict[int, List[tuple]]:
@@ -540,7 +521,7 @@ def test_mpi_job_survives_time_limit_signal(tmp_path: Path, move: str) -> None:
     name = f"ptl-mpi-limit-{os.getpid()}-{time.monotonic_ns()}"
     cmd = [sys.executable, str(tmp_path / "prog.py")]
     proc = subprocess.Popen(cmd if move == "fanout" else mpiexec(2, *cmd), cwd=tmp_path, text=True,
-                            env=_env(MOVE=move, JOB_NAME=name), stdout=subprocess.PIPE,
+                            env=mpi_env(MOVE=move, JOB_NAME=name), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     watchdog = threading.Timer(TIMEOUT, proc.kill)
     watchdog.start()
@@ -595,7 +576,7 @@ def test_mpi_job_in_slurm_moves_to_another_partition(tmp_path: Path) -> None:
     reference = run(mpiexec(2, sys.executable, tmp_path / "prog.py"), tmp_path)
     assert reference.returncode == 0, describe(reference)
     (tmp_path / "job.sh").write_text(f"#!/bin/sh\nexec srun --mpi=pmi2 {sys.executable} prog.py\n")
-    env = _env(MOVE="1")
+    env = mpi_env(MOVE="1")
     job = subprocess.run(["sbatch", "--parsable", "-n", "2", "-p", "debug", "-o", "old-%j.out",
                           "-e", "old-%j.err", "job.sh"], cwd=tmp_path, env=env, capture_output=True,
                          text=True, check=True).stdout.strip()

@@ -11,26 +11,17 @@ TeleportError in the source, leave nothing behind and let the program go on.
 """
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List
 
-import mpi4py  # noqa: F401  the test environments install it: missing MPI fails, never skips
 import pytest
 
-from pyteleport.backends.mpirun import find_launcher
+from mpilaunch import LAUNCHER, describe, run
 
-ROOT = Path(__file__).resolve().parent.parent
-LAUNCHER = find_launcher(sys.executable)
-assert LAUNCHER is not None, "no mpirun/mpiexec next to this interpreter or on PATH: install mpich"
 TIMEOUT = 120
-
-# Open MPI refuses root and more ranks than cores unless told; MPICH ignores these
-MPI_ENV = {"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
-           "OMPI_MCA_rmaps_base_oversubscribe": "1", "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe"}
 
 PRELUDE = """\
 import os, sys
@@ -89,21 +80,8 @@ if rank == 0:
 LINE = re.compile(r"^rank=(\S+) pid=(\d+) (SAME|MOVED) (.*)$")
 
 
-def _env(**extra: str) -> Dict[str, str]:
-    env = dict(os.environ)
-    env.update(MPI_ENV)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.update(extra)
-    return env
-
-
 def _run(cmd: List[str], cwd: Path, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, env=_env(TMPDIR=str(cwd), **extra), capture_output=True,
-                          text=True, timeout=TIMEOUT, stdin=subprocess.DEVNULL)
-
-
-def _describe(proc: subprocess.CompletedProcess) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}--- stderr\n{proc.stderr}"
+    return run(cmd, cwd, TIMEOUT, **extra)
 
 
 def _by_rank(stdout: str) -> Dict[str, List[tuple]]:
@@ -126,24 +104,24 @@ def test_fanout_matches_direct_mpi_run(tmp_path: Path, n: int) -> None:
     prog = tmp_path / "fanout.py"
     prog.write_text(FANOUT)
     moved = _run([sys.executable, str(prog)], tmp_path, FANOUT_N=str(n))
-    assert moved.returncode == 0, _describe(moved)
+    assert moved.returncode == 0, describe(moved)
     reference = _run([LAUNCHER, "-n", str(n), sys.executable, str(prog)], tmp_path,
                      FANOUT_N=str(n), FANOUT_MOVE="0")
-    assert reference.returncode == 0, _describe(reference)
+    assert reference.returncode == 0, describe(reference)
 
     got, want = _by_rank(moved.stdout), _by_rank(reference.stdout)
     # before the move: one process (task_index None), the same serial lines as each reference rank
     before = got.pop("None")
-    assert [t for _, _, t in before] == [t for _, _, t in want["0"][:1]], _describe(moved)
+    assert [t for _, _, t in before] == [t for _, _, t in want["0"][:1]], describe(moved)
     source_pid = before[0][0]
-    assert sorted(got) == sorted(want) == [str(r) for r in range(n)], _describe(moved)
+    assert sorted(got) == sorted(want) == [str(r) for r in range(n)], describe(moved)
     pids = set()
     for rank in got:
         # identical lines per rank after the move, all from a new process per rank
-        assert [t for _, _, t in got[rank]] == [t for _, _, t in want[rank][1:]], _describe(moved)
+        assert [t for _, _, t in got[rank]] == [t for _, _, t in want[rank][1:]], describe(moved)
         rank_pids = {pid for pid, _, _ in got[rank]}
-        assert len(rank_pids) == 1 and source_pid not in rank_pids, _describe(moved)
-        assert {w for _, w, _ in got[rank]} == {"MOVED"}, _describe(moved)
+        assert len(rank_pids) == 1 and source_pid not in rank_pids, describe(moved)
+        assert {w for _, w, _ in got[rank]} == {"MOVED"}, describe(moved)
         pids |= rank_pids
     assert len(pids) == n
     # the reduction, against numpy in this process
@@ -169,11 +147,11 @@ def test_launcher_missing(tmp_path: Path) -> None:
     prog = tmp_path / "prog.py"
     prog.write_text(CARRY_ON.replace("{options}", "mpirun='/nonexistent/mpirun'"))
     proc = _run([sys.executable, str(prog)], tmp_path)
-    assert proc.returncode == 0, _describe(proc)
+    assert proc.returncode == 0, describe(proc)
     lines = proc.stdout.splitlines()
-    assert len(lines) == 2 and "SAME ERROR" in lines[0], _describe(proc)
-    assert "'/nonexistent/mpirun' not found" in lines[0], _describe(proc)
-    assert lines[1].endswith("SAME carried on"), _describe(proc)
+    assert len(lines) == 2 and "SAME ERROR" in lines[0], describe(proc)
+    assert "'/nonexistent/mpirun' not found" in lines[0], describe(proc)
+    assert lines[1].endswith("SAME carried on"), describe(proc)
     assert proc.stderr == ""
 
 
@@ -181,8 +159,8 @@ def test_bad_option(tmp_path: Path) -> None:
     prog = tmp_path / "prog.py"
     prog.write_text(CARRY_ON.replace("{options}", "").replace("n=2", "n=0"))
     proc = _run([sys.executable, str(prog)], tmp_path)
-    assert proc.returncode == 0, _describe(proc)
-    assert "SAME ERROR mpirun backend" in proc.stdout and "SAME carried on" in proc.stdout, _describe(proc)
+    assert proc.returncode == 0, describe(proc)
+    assert "SAME ERROR mpirun backend" in proc.stdout and "SAME carried on" in proc.stdout, describe(proc)
 
 
 def test_module_missing_on_ranks_then_retry(tmp_path: Path) -> None:
@@ -202,17 +180,17 @@ pyteleport.teleport(backend="mpirun", n=2)
 say("moved", vanishing.VALUE)
 """)
     proc = _run([sys.executable, str(prog)], tmp_path)
-    assert proc.returncode == 0, _describe(proc)
+    assert proc.returncode == 0, describe(proc)
     lines = _by_rank(proc.stdout)
     before = lines.pop("None")
-    assert before[0][1] == "SAME" and before[0][2].startswith("ERROR mpirun backend"), _describe(proc)
-    assert "could not resume the program" in before[0][2] and "vanishing" in before[0][2], _describe(proc)
-    assert [t for _, _, t in before[1:]] == ["carried on 42"], _describe(proc)
+    assert before[0][1] == "SAME" and before[0][2].startswith("ERROR mpirun backend"), describe(proc)
+    assert "could not resume the program" in before[0][2] and "vanishing" in before[0][2], describe(proc)
+    assert [t for _, _, t in before[1:]] == ["carried on 42"], describe(proc)
     assert sorted(lines) == ["0", "1"]
     for rank, got in lines.items():
-        assert [(w, t) for _, w, t in got] == [("MOVED", "moved 42")], _describe(proc)
+        assert [(w, t) for _, w, t in got] == [("MOVED", "moved 42")], describe(proc)
     # the failed ranks ran nothing and said nothing; nothing is left behind
-    assert "Traceback" not in proc.stderr, _describe(proc)
+    assert "Traceback" not in proc.stderr, describe(proc)
     assert _leftovers(tmp_path) == []
 
 
@@ -228,13 +206,13 @@ say("from setup", os.environ.get("FROM_SETUP"))
 sys.exit(3)
 """)
     proc = _run([sys.executable, str(prog)], tmp_path)
-    assert proc.returncode == 3, _describe(proc)
+    assert proc.returncode == 3, describe(proc)
     lines = _by_rank(proc.stdout)
     before = lines.pop("None")
-    assert len(before) == 1 and "did not confirm the move within 1 s" in before[0][2], _describe(proc)
+    assert len(before) == 1 and "did not confirm the move within 1 s" in before[0][2], describe(proc)
     assert sorted(lines) == ["0", "1"]
     for got in lines.values():
-        assert [(w, t) for _, w, t in got] == [("MOVED", "from setup ok")], _describe(proc)
+        assert [(w, t) for _, w, t in got] == [("MOVED", "from setup ok")], describe(proc)
     assert _leftovers(tmp_path) == []
 
 
@@ -249,8 +227,8 @@ comm = MPI.COMM_WORLD
 say("world", comm.Get_size(), "rank", comm.Get_rank(), "sum", comm.allreduce(comm.Get_rank() + 1))
 """)
     proc = _run([sys.executable, str(prog)], tmp_path)
-    assert proc.returncode == 0, _describe(proc)
+    assert proc.returncode == 0, describe(proc)
     lines = _by_rank(proc.stdout)
-    assert [(w, t) for _, w, t in lines.pop("None")] == [("SAME", "source world 1")], _describe(proc)
+    assert [(w, t) for _, w, t in lines.pop("None")] == [("SAME", "source world 1")], describe(proc)
     assert {r: [(w, t) for _, w, t in got] for r, got in lines.items()} == {
-        "0": [("MOVED", "world 2 rank 0 sum 3")], "1": [("MOVED", "world 2 rank 1 sum 3")]}, _describe(proc)
+        "0": [("MOVED", "world 2 rank 0 sum 3")], "1": [("MOVED", "world 2 rank 1 sum 3")]}, describe(proc)
