@@ -212,6 +212,23 @@ say("carried on", slowimport.VALUE)
         os.kill(target_pid, 0)   # the target was stopped, not left behind
 
 
+@pytest.mark.parametrize("setting", [{"PYTELEPORT_HANDOFF_TIMEOUT": "soon"}, {"OPTION": "-1"}])
+def test_bad_handoff_timeout_is_refused_before_the_move(tmp_path, setting):
+    prog = write_program(tmp_path, PRELUDE + """
+option = float(os.environ["OPTION"]) if "OPTION" in os.environ else None
+try:
+    pyteleport.teleport(handoff_timeout=option)
+except pyteleport.TeleportError as e:
+    say("ERROR", str(e))
+say("carried on")
+""")
+    proc = run_python([str(prog)], tmp_path, env_extra=setting)
+    assert proc.returncode == 0, describe(proc)
+    name, value = ("handoff_timeout", "-1.0") if "OPTION" in setting else ("PYTELEPORT_HANDOFF_TIMEOUT", "'soon'")
+    assert _lines(proc) == [f"SAME ERROR local backend: {name} must be a positive number of seconds, "
+                            f"not {value}", "SAME carried on"], describe(proc)
+
+
 PROGRESS_PROGRAM = PRELUDE + """
 big = bytes(80 * 2**20)
 pyteleport.teleport()

@@ -8,6 +8,7 @@ target has confirmed that it rebuilt the program, and then
 """
 from __future__ import annotations
 
+import os
 import sys
 from abc import ABC, abstractmethod
 from .._errors import TeleportError
@@ -23,6 +24,25 @@ _BUILTIN = {
     "mpirun": "pyteleport.backends.mpirun:MpirunBackend",
     "slurm": "pyteleport.backends.slurm:SlurmBackend",
 }
+
+
+DEFAULT_HANDOFF_TIMEOUT = 600.0
+
+
+def handoff_timeout_option(value, what: str) -> float:
+    """The ``handoff_timeout`` option, else ``PYTELEPORT_HANDOFF_TIMEOUT``,
+    else 600 s, as a positive number of seconds."""
+    name = "handoff_timeout"
+    if value is None:
+        value = os.environ.get("PYTELEPORT_HANDOFF_TIMEOUT") or DEFAULT_HANDOFF_TIMEOUT
+        name = "PYTELEPORT_HANDOFF_TIMEOUT"
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not seconds > 0:   # NaN too
+        raise TeleportError(f"{what}: {name} must be a positive number of seconds, not {value!r}")
+    return seconds
 
 
 class Target(ABC):

@@ -37,7 +37,7 @@ import zlib
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Union
 
 from .._errors import TeleportError
-from . import Backend, Target, _boot
+from . import Backend, Target, _boot, handoff_timeout_option
 
 if TYPE_CHECKING:
     from . import _ship
@@ -46,25 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyteleport")
 
 _BOOT_CACHE: Dict[str, str] = {}
-DEFAULT_HANDOFF_TIMEOUT = 600.0
-
-
-def handoff_timeout_option(value, what: str) -> float:
-    """The ``handoff_timeout`` option, else ``PYTELEPORT_HANDOFF_TIMEOUT``,
-    else 600 s, as a positive number of seconds."""
-    name = "handoff_timeout"
-    if value is None:
-        value = os.environ.get("PYTELEPORT_HANDOFF_TIMEOUT") or DEFAULT_HANDOFF_TIMEOUT
-        name = "PYTELEPORT_HANDOFF_TIMEOUT"
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = float("nan")
-    if not seconds > 0:   # NaN too
-        raise TeleportError(f"{what}: {name} must be a positive number of seconds, not {value!r}")
-    return seconds
-
-
 def _boot_source() -> str:
     """The boot program, compressed for the command line."""
     if "b64" not in _BOOT_CACHE:

@@ -14,7 +14,7 @@ import _signal as signal
 
 from .. import _log
 from .._errors import TeleportError
-from . import Backend, Target
+from . import Backend, Target, handoff_timeout_option
 from ._spawn import spawn
 from ._wakeup import wait_process
 
@@ -22,7 +22,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional
 
-DEFAULT_HANDOFF_TIMEOUT = 600.0
 _FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 
@@ -102,9 +101,7 @@ class LocalBackend(Backend):
 
     def __init__(self, python: Optional[str] = None, handoff_timeout: Optional[float] = None):
         self.python = python or os.environ.get("PYTELEPORT_PYTHON") or sys.executable
-        if handoff_timeout is None:
-            handoff_timeout = float(os.environ.get("PYTELEPORT_HANDOFF_TIMEOUT") or DEFAULT_HANDOFF_TIMEOUT)
-        self.handoff_timeout = handoff_timeout
+        self.handoff_timeout = handoff_timeout_option(handoff_timeout, "local backend")
         self._started = None   # (proc, payload_w, status_r) between prepare() and spawn()
 
     def prepare(self) -> None:

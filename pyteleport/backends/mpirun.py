@@ -24,9 +24,9 @@ from typing import List, Mapping, Optional, Sequence, Union
 
 from .. import _log
 from .._errors import TeleportError
-from . import Backend, Target
+from . import Backend, Target, handoff_timeout_option
 from ._mpi_stage import Stage
-from .local import DEFAULT_HANDOFF_TIMEOUT, LocalTarget, _Forwarding
+from .local import LocalTarget, _Forwarding
 
 LAUNCHER_NAMES = ("mpirun", "mpiexec")
 # after giving up: how long the launcher may take to end on its own (its
@@ -110,9 +110,7 @@ class MpirunBackend(Backend):
             raise TeleportError("mpirun backend: mpirun_options must be a list of arguments, not a string")
         self.mpirun_options = [str(a) for a in mpirun_options]
         self.env = {str(k): str(v) for k, v in (env or {}).items()}
-        if handoff_timeout is None:
-            handoff_timeout = float(os.environ.get("PYTELEPORT_HANDOFF_TIMEOUT") or DEFAULT_HANDOFF_TIMEOUT)
-        self.handoff_timeout = handoff_timeout
+        self.handoff_timeout = handoff_timeout_option(handoff_timeout, "mpirun backend")
 
     def _launcher(self, mpirun) -> List[str]:
         if mpirun is None:
