@@ -156,9 +156,11 @@ class Follower:
     def pump(self) -> bool:
         grew = False
         tails = list(self.tails.values())
+        users: Dict[int, int] = {}      # tails per stream, counted once (arrays have many)
         for tail in tails:
-            shared = sum(other.out is tail.out for other in tails) > 1
-            grew = tail.pump(whole_lines=shared) or grew
+            users[id(tail.out)] = users.get(id(tail.out), 0) + 1
+        for tail in tails:
+            grew = tail.pump(whole_lines=users[id(tail.out)] > 1) or grew
         return grew
 
     def job_ids(self) -> List[str]:
