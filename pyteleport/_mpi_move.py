@@ -65,12 +65,20 @@ def move(world, frame, backend, options: dict) -> None:
     or in the new launch."""
     comm = world.Dup()      # the move's own messages never meet the program's
     try:
-        _move(comm, frame, backend, dict(options))
+        code = _move(comm, frame, backend, dict(options))
+        # every rank knows the new launch's exit code: this launch ends
+        # cleanly, all together (a rank leaving without MPI_Finalize makes the
+        # launcher kill the others, which may still be on their way out)
+        comm.Barrier()
     finally:
         comm.Free()
+    from mpi4py import MPI
+    MPI.Finalize()
+    os._exit(code)
 
 
-def _move(comm, frame, backend, options: dict) -> None:
+def _move(comm, frame, backend, options: dict) -> int:
+    """The move; the new launch's exit code once it ended."""
     rank, size = comm.Get_rank(), comm.Get_size()
     impl = stage = error = None
     if rank == 0:
@@ -109,4 +117,4 @@ def _move(comm, frame, backend, options: dict) -> None:
         if error is not None:
             raise TeleportError(error)
         code = _receive(comm, tag=1)
-    os._exit(code)
+    return code
