@@ -209,18 +209,45 @@ class Header:
         self.pyteleport_version = version
 
 
+def _bytes_left(stream) -> "int | None":
+    """How many bytes a regular file has after the current position, or None
+    for a pipe or socket (whose length is not known in advance)."""
+    try:
+        st = os.fstat(stream.fileno())
+        if not (st.st_mode & 0o170000 == 0o100000):   # stat.S_ISREG without stat
+            return None
+        return st.st_size - stream.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 class _Reader:
     def __init__(self, stream, progress=None):
         self.stream = stream
         self.crc = 0
         self.progress = progress
+        # the lengths in a payload are only checked by the trailer's CRC, at
+        # the end: a corrupted length must not make the reader allocate
+        # terabytes first, so it is checked against what the file holds
+        self.left = _bytes_left(stream)
 
     def exact(self, n: int, what: str, kind: bytes = KIND_BYTEARRAY):
-        if kind == KIND_BYTES and n > 1:
-            buf, view = _fresh_bytes(n)
-        else:
-            buf = _fresh_bytearray(n) if n >= RAW_ALLOC else bytearray(n)
-            view = memoryview(buf)
+        if self.left is not None:
+            if n > self.left:
+                raise PayloadError(f"truncated or corrupted payload: the {what} claims {n} bytes "
+                                   f"but only {self.left} are left in the file")
+            self.left -= n
+        try:
+            if n > sys.maxsize:
+                raise MemoryError
+            if kind == KIND_BYTES and n > 1:
+                buf, view = _fresh_bytes(n)
+            else:
+                buf = _fresh_bytearray(n) if n >= RAW_ALLOC else bytearray(n)
+                view = memoryview(buf)
+        except (MemoryError, OverflowError):
+            raise PayloadError(f"corrupted payload, or not enough memory here: the {what} "
+                               f"claims {n} bytes, which cannot be allocated") from None
         got = 0
         while got < n:
             k = self.stream.readinto(view[got:got + CHUNK])

@@ -161,3 +161,61 @@ def test_console_script_rejects_bad_payload(checkpoint, tmp_path):
     bad = tmp_path / "bad.bin"
     bad.write_bytes(_corrupt(payload.read_bytes(), "corrupted_middle_byte"))
     _assert_rejected(run([console_script(), "resume", bad], tmp_path))
+
+
+def _length_fields(data: bytes) -> dict:
+    """Offsets of the payload's length fields (see pyteleport/_payload.py)."""
+    from pyteleport._payload import HEADER
+
+    at = HEADER.size + data[HEADER.size - 1]
+    context_len = int.from_bytes(data[at:at + 8], "little")
+    state_at = at + 8 + context_len
+    state_len = int.from_bytes(data[state_at:state_at + 8], "little")
+    return {"context length": (at, 8), "state length": (state_at, 8),
+            "buffer count": (state_at + 8 + state_len, 4)}
+
+
+@pytest.mark.parametrize("field", ["context length", "state length", "buffer count"])
+@pytest.mark.parametrize("byte", ["low", "high"])
+def test_resume_rejects_a_corrupted_length(checkpoint, tmp_path, field, byte):
+    """A flipped length is refused with one line before anything is
+    allocated for it or unpickled (a length is only covered by the trailer's
+    checksum, at the end of the file)."""
+    prog, payload, _ = checkpoint
+    data = bytearray(payload.read_bytes())
+    at, size = _length_fields(bytes(data))[field]
+    data[at + (size - 1 if byte == "high" else 0)] ^= 0xFF
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(bytes(data))
+    proc = run_python(["-m", "pyteleport", "resume", bad], tmp_path)
+    _assert_rejected(proc, extra="payload")
+
+
+@pytest.mark.parametrize("field", ["context length", "state length"])
+def test_a_corrupted_length_in_a_stream_is_refused(checkpoint, field):
+    """Over a pipe the reader cannot know how much is coming: an impossible
+    length is refused as a PayloadError, never a MemoryError."""
+    import threading
+
+    from pyteleport._payload import PayloadError, read
+
+    prog, payload, _ = checkpoint
+    data = bytearray(payload.read_bytes())
+    at, size = _length_fields(bytes(data))[field]
+    data[at + size - 1] ^= 0xFF
+    r, w = os.pipe()
+
+    def feed():
+        with open(w, "wb") as f:
+            try:
+                f.write(bytes(data))
+            except BrokenPipeError:
+                pass
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        with open(r, "rb") as stream, pytest.raises(PayloadError, match="corrupted payload"):
+            read(stream)
+    finally:
+        writer.join()
