@@ -3,13 +3,20 @@
 ::
 
     DIR/               mode 0700
-      rank-<i>.pyteleport   rank i's payload (mode 0600, written atomically)
-      MANIFEST              written last, by rank 0: the completeness marker
+      rank-<i>.<id>.pyteleport   rank i's payload of checkpoint <id> (0600)
+      MANIFEST                   written last, by rank 0: names <id>, and so
+                                 commits that checkpoint
+
+A new checkpoint into the same directory writes its rank files beside the
+previous checkpoint's, under its own id; replacing the MANIFEST (atomically)
+switches from one to the other, and only then are the previous files
+removed.  So a checkpoint that fails or is killed half-way leaves the
+previous one whole and resumable.
 
 The manifest is a few lines of text (no json: the resuming ranks import as
 little as they can)::
 
-    pyteleport-mpi-checkpoint 1
+    pyteleport-mpi-checkpoint 2
     id <random hex, one per checkpoint>
     ranks <N>
     python <major>.<minor>
@@ -23,7 +30,7 @@ import os
 
 MANIFEST = "MANIFEST"
 MAGIC = "pyteleport-mpi-checkpoint"
-FORMAT = 1
+FORMAT = 2
 _TRAILER = 4           # the payload ends with its CRC-32, little-endian
 
 
@@ -31,8 +38,20 @@ class CheckpointError(Exception):
     """The directory cannot be resumed; the message is one line for the user."""
 
 
-def rank_file(rank: int) -> str:
-    return f"rank-{rank}.pyteleport"
+def rank_file(rank: int, checkpoint_id: str) -> str:
+    return f"rank-{rank}.{checkpoint_id}.pyteleport"
+
+
+def rank_files(directory: str) -> list:
+    """``[(name, rank, checkpoint id)]`` of the rank files in ``directory``
+    (the current checkpoint's, and any left by one that did not finish)."""
+    found = []
+    for name in os.listdir(directory):
+        parts = name.split(".")
+        if (len(parts) == 3 and parts[2] == "pyteleport" and parts[0].startswith("rank-")
+                and parts[0][5:].isdigit()):
+            found.append((name, int(parts[0][5:]), parts[1]))
+    return sorted(found, key=lambda f: (f[2], f[1]))
 
 
 def file_crc(path: str):
@@ -74,7 +93,7 @@ def read_manifest(directory: str) -> Manifest:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
-        present = sorted(n for n in os.listdir(directory) if n.endswith(".pyteleport"))
+        present = [name for name, _, _ in rank_files(directory)]
         what = (f"it holds {', '.join(present)} but no {MANIFEST}: the checkpoint was not finished "
                 "(interrupted while writing?)") if present else "it holds no pyteleport checkpoint"
         raise CheckpointError(f"{directory} is not a complete MPI checkpoint: {what}") from None
@@ -94,7 +113,10 @@ def read_manifest(directory: str) -> Manifest:
             files.append((int(words[2]), int(words[3], 16)))
         if len(files) != ranks or not text.endswith("\n"):
             raise ValueError
-        return Manifest(fields["id"][0], ranks, (int(major), int(minor)),
+        checkpoint_id = fields["id"][0]
+        if not checkpoint_id or checkpoint_id.strip("0123456789abcdef"):
+            raise ValueError      # it becomes part of file names: hex only
+        return Manifest(checkpoint_id, ranks, (int(major), int(minor)),
                         fields["pyteleport"][0], files)
     except (ValueError, KeyError, IndexError):
         raise CheckpointError(f"{path} is not a pyteleport MPI checkpoint manifest "
@@ -110,7 +132,7 @@ def check(directory: str, manifest: Manifest, python: tuple) -> None:
         raise CheckpointError(f"{directory} was written by Python {want}; this is Python "
                               f"{python[0]}.{python[1]}: resume it with Python {want}")
     for rank, (size, crc) in enumerate(manifest.files):
-        name = rank_file(rank)
+        name = rank_file(rank, manifest.id)
         try:
             found = file_crc(os.path.join(directory, name))
         except FileNotFoundError:

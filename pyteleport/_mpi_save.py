@@ -29,18 +29,29 @@ def agree(comm, error: Optional[str], what: str) -> None:
     raise TeleportError(f"{what}: rank {rank} failed: {first}")
 
 
-def _prepare(directory: str, size: int) -> None:
-    """Rank 0: the directory (0700), with no manifest from an earlier
-    checkpoint (it would vouch for files being replaced) and no rank files
-    beyond this job's size."""
+def _prepare(directory: str) -> Optional[str]:
+    """Rank 0: the directory (0700), without the files of checkpoints that
+    never finished; returns the id of the checkpoint it holds, if any (kept
+    until the new one is committed)."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    for name in os.listdir(directory):
-        if name == _mpi_dir.MANIFEST:
+    try:
+        current = _mpi_dir.read_manifest(directory).id
+    except _mpi_dir.CheckpointError:
+        current = None
+    for name, _, checkpoint_id in _mpi_dir.rank_files(directory):
+        if checkpoint_id != current:
             os.unlink(os.path.join(directory, name))
     for name in os.listdir(directory):
-        stem = name[len("rank-"):-len(".pyteleport")] if name.startswith("rank-") else ""
-        if name.endswith(".pyteleport") and stem.isdigit() and int(stem) >= size:
+        if name.startswith(".rank-") and name.endswith(".tmp"):    # a write killed half-way
             os.unlink(os.path.join(directory, name))
+    return current
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 def mpi_context(checkpoint_id: str) -> dict:
@@ -70,21 +81,20 @@ def save(comm, frame, directory: str, result, what: str = "pyteleport.mpi.checkp
     finally:
         _mpi_world.collective = False
     agree(comm, error, what)
+    previous = None
     if rank == 0:
         try:
-            _prepare(directory, size)
+            previous = _prepare(directory)
         except OSError as e:
             error = f"{what}: cannot prepare {directory}: {e.strerror or e}"
-    error = comm.bcast(error, root=0)
+    error, previous = comm.bcast((error, previous), root=0)
     if error is not None:
         raise TeleportError(error)
-    path = os.path.join(directory, _mpi_dir.rank_file(rank))
+    # beside the previous checkpoint's files, which stay until the new
+    # MANIFEST commits this one: a failure from here on loses nothing
+    path = os.path.join(directory, _mpi_dir.rank_file(rank, checkpoint_id))
     entry = None
     try:
-        # the earlier checkpoint's file (no longer vouched for: its manifest
-        # is gone) is freed now, in every rank at once, not by the rename
-        if os.path.exists(path):
-            os.unlink(path)
         write_file(payload, path, f"checkpoint rank {rank}")
         entry = _mpi_dir.file_crc(path)
     except OSError as e:
@@ -92,15 +102,23 @@ def save(comm, frame, directory: str, result, what: str = "pyteleport.mpi.checkp
     del payload
     entries = comm.gather((entry, error), root=0)
     if rank == 0:
-        error = _finish(directory, entries, checkpoint_id, __version__, what)
+        error = _commit(directory, entries, checkpoint_id, __version__, what)
     error = comm.bcast(error, root=0)
     if error is not None:
+        _unlink(path)
         raise TeleportError(error)
+    if previous is not None:
+        _unlink(os.path.join(directory, _mpi_dir.rank_file(rank, previous)))
+        if rank == 0:     # a previous checkpoint of a larger job
+            for name, other, old in _mpi_dir.rank_files(directory):
+                if old == previous and other >= size:
+                    _unlink(os.path.join(directory, name))
 
 
-def _finish(directory: str, entries: List[tuple], checkpoint_id: str, version: str,
+def _commit(directory: str, entries: List[tuple], checkpoint_id: str, version: str,
             what: str) -> Optional[str]:
-    """Rank 0: the manifest, once every rank wrote its file."""
+    """Rank 0: the manifest, once every rank wrote its file; replacing it is
+    what switches the directory to the new checkpoint."""
     for entry, error in entries:
         if error is not None:
             return error
@@ -115,5 +133,19 @@ def _finish(directory: str, entries: List[tuple], checkpoint_id: str, version: s
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
+        _unlink(tmp)
         return f"{what}: cannot write {path}: {e.strerror or e}"
+    try:
+        _fsync_directory(directory)
+    except OSError:
+        pass        # committed all the same: only a crash of the machine could undo it
     return None
+
+
+def _fsync_directory(directory: str) -> None:
+    """Make the MANIFEST's rename survive a crash of the machine."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -35,13 +35,15 @@ def checkpoint(path: Union[str, os.PathLike]) -> bool:
     """Save every rank of the running MPI job into the directory ``path``.
 
     Collective over ``MPI.COMM_WORLD``.  Rank *i* writes
-    ``path/rank-<i>.pyteleport`` (atomically, mode 0600; the directory is
-    created with mode 0700), then rank 0 writes ``path/MANIFEST`` (rank count,
-    Python version, pyteleport version, size and checksum of every rank file),
-    which marks the checkpoint complete.  Returns ``False`` in the running
+    ``path/rank-<i>.<id>.pyteleport`` (mode 0600; the directory is created
+    with mode 0700), then rank 0 replaces ``path/MANIFEST`` (checkpoint id,
+    rank count, Python version, pyteleport version, size and checksum of
+    every rank file), which commits the checkpoint; only then are the
+    previous checkpoint's files removed.  Returns ``False`` in the running
     job; ``mpirun -n N pyteleport resume PATH`` continues every rank from this
     call, where it returns ``True``.  Raises :class:`TeleportError` on every
-    rank, with nothing written, if any rank cannot be saved.
+    rank if any rank cannot be saved; the directory then still holds the
+    previous checkpoint, if there was one.
     """
     from . import _mpi_save
     _mpi_save.save(_world(), sys._getframe(1), path, True)

@@ -151,11 +151,13 @@ def test_checkpoint_resume_matches_reference(program: Path, n: int, at: str) -> 
     assert all(s.stderr == "" for s in steps), [s.stderr for s in steps]
     # the directory is what the documentation says
     ckpt = program.parent / "ckpt0"
-    assert sorted(p.name for p in ckpt.iterdir()) == ["MANIFEST"] + [f"rank-{i}.pyteleport" for i in range(n)]
-    assert ckpt.stat().st_mode & 0o777 == 0o700
-    assert all(p.stat().st_mode & 0o777 == 0o600 for p in ckpt.iterdir())
     manifest = (ckpt / "MANIFEST").read_text().splitlines()
     assert manifest[2:4] == [f"ranks {n}", "python %d.%d" % sys.version_info[:2]]
+    checkpoint_id = manifest[1].split()[1]
+    assert sorted(p.name for p in ckpt.iterdir()) == (
+        ["MANIFEST"] + [f"rank-{i}.{checkpoint_id}.pyteleport" for i in range(n)])
+    assert ckpt.stat().st_mode & 0o777 == 0o700
+    assert all(p.stat().st_mode & 0o777 == 0o600 for p in ckpt.iterdir())
 
 
 SINGLE = """\
@@ -200,10 +202,12 @@ def test_inspect_directory(saved_dir: Path) -> None:
     version = "%d.%d" % sys.version_info[:2]
     assert re.fullmatch(rf"MPI checkpoint: ckpt0 \(2 ranks, Python {version}, pyteleport \S+, id [0-9a-f]{{16}}\)",
                         lines[0]), lines
+    checkpoint_id = lines[0].split()[-1][:-1]
     for rank in (0, 1):
-        size = (saved_dir / f"rank-{rank}.pyteleport").stat().st_size
-        assert re.fullmatch(rf"  rank-{rank}.pyteleport: {size:,} bytes, crc32 [0-9a-f]{{8}}", lines[1 + rank])
-    assert lines[3].startswith("payload:     ckpt0/rank-0.pyteleport")
+        name = f"rank-{rank}.{checkpoint_id}.pyteleport"
+        size = (saved_dir / name).stat().st_size
+        assert re.fullmatch(rf"  {name}: {size:,} bytes, crc32 [0-9a-f]{{8}}", lines[1 + rank])
+    assert lines[3].startswith(f"payload:     ckpt0/rank-0.{checkpoint_id}.pyteleport")
     source = PROGRAM.splitlines()
     call = next(i for i, line in enumerate(source, 1) if "pyteleport.mpi.checkpoint(" in line)
     top = source.index("result = run(6)") + 1
@@ -234,20 +238,21 @@ def test_resume_refuses_incomplete_mixed_corrupted(saved_dir: Path, program: Pat
     # another checkpoint of the same program, taken at another step
     other = run(mpiexec(2, sys.executable, program), cwd, MODE="checkpoint", AT="3", DIR="other")
     assert other.returncode == 0, describe(other)
-    rank1 = saved_dir / "rank-1.pyteleport"
+    rank1 = next(saved_dir.glob("rank-1.*.pyteleport"))
+    name = rank1.name
     original = rank1.read_bytes()
 
-    (cwd / "other0" / "rank-1.pyteleport").replace(rank1)
-    _refused(cwd, resume, "ckpt0: rank-1.pyteleport is not the file this checkpoint wrote (size or "
+    next((cwd / "other0").glob("rank-1.*.pyteleport")).replace(rank1)
+    _refused(cwd, resume, f"ckpt0: {name} is not the file this checkpoint wrote (size or "
              "checksum differs from the MANIFEST: files mixed from two checkpoints, or changed since)")
 
     damaged = bytearray(original)
     damaged[len(damaged) // 2] ^= 0xFF          # the trailer (and the manifest) still agree
     rank1.write_bytes(bytes(damaged))
-    _refused(cwd, resume, "ckpt0/rank-1.pyteleport: corrupted payload: checksum mismatch")
+    _refused(cwd, resume, f"ckpt0/{name}: corrupted payload: checksum mismatch")
 
     rank1.unlink()
-    _refused(cwd, resume, "ckpt0 is incomplete: rank-1.pyteleport is missing")
+    _refused(cwd, resume, f"ckpt0 is incomplete: {name} is missing")
 
     rank1.write_bytes(original)
     manifest = saved_dir / "MANIFEST"
@@ -257,8 +262,8 @@ def test_resume_refuses_incomplete_mixed_corrupted(saved_dir: Path, program: Pat
              "Python 3.8" % sys.version_info[:2])
 
     manifest.unlink()
-    _refused(cwd, resume, "ckpt0 is not a complete MPI checkpoint: it holds rank-0.pyteleport, "
-             "rank-1.pyteleport but no MANIFEST: the checkpoint was not finished (interrupted while writing?)")
+    _refused(cwd, resume, f"ckpt0 is not a complete MPI checkpoint: it holds {name.replace('-1.', '-0.')}, "
+             f"{name} but no MANIFEST: the checkpoint was not finished (interrupted while writing?)")
     _refused(cwd, resume[:3] + [sys.executable, "-m", "pyteleport", "resume", "."],
              ". is not a complete MPI checkpoint: it holds no pyteleport checkpoint")
 
@@ -612,3 +617,79 @@ def test_slurm_mpi_job_without_waiting(tmp_path: Path) -> None:
     assert sorted(line.split()[:6] for line in out.splitlines()) == \
         [["rank", str(r), "task", str(r), "of", "2"] for r in (0, 1)], out
     assert not (tmp_path / "stage").exists()
+
+
+REPEAT = """\
+import os, resource, signal, sys
+import numpy as np
+from mpi4py import MPI
+import pyteleport, pyteleport.mpi
+
+comm = MPI.COMM_WORLD
+rank = comm.Get_rank()
+
+
+def say(*args):
+    sys.stdout.flush()
+    os.write(1, (" ".join([f"rank={rank} pid={os.getpid()}", *map(str, args)]) + "\\n").encode())
+
+
+total = 0
+for step in range(4):
+    # 512 KiB of state per rank at step 1, 8 MiB at step 2
+    data = np.full(1 << (16 if step < 2 else 20), step + rank, dtype=np.int64)
+    total += int(data.sum())
+    if step in (1, 2):
+        if step == 2 and rank == 1 and os.environ.get("LIMIT"):
+            # a real write failure on one rank: files above 1 MiB are refused
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+        try:
+            resumed = pyteleport.mpi.checkpoint("ck")
+        except pyteleport.TeleportError as e:
+            say("step", step, "failed", e)
+        else:
+            say("step", step, "resumed" if resumed else "saved", total)
+say("end", total)
+"""
+
+
+def _any_id(text: str) -> str:
+    """A line without the checkpoint id in a file name (new at every checkpoint)."""
+    return re.sub(r"\.[0-9a-f]{16}\.", ".<id>.", text)
+
+
+@pytest.mark.parametrize("second", ["fails on one rank", "succeeds"])
+def test_checkpointing_again_into_a_directory(tmp_path: Path, second: str) -> None:
+    """A second checkpoint into the same directory replaces the first only
+    once it is complete: if it fails on one rank (a real write error), every
+    rank is told, the job carries on, and the directory still resumes the
+    first one; nothing of the failed attempt stays behind."""
+    (tmp_path / "repeat.py").write_text(REPEAT)
+    limit = {"LIMIT": "1"} if second == "fails on one rank" else {}
+    first = run(mpiexec(2, sys.executable, "repeat.py"), tmp_path, **limit)
+    assert first.returncode == 0, describe(first)
+    lines = by_rank(first.stdout)
+    for rank, got in lines.items():
+        assert texts(got)[0].startswith("step 1 saved"), describe(first)
+        if limit:
+            assert re.fullmatch(r"step 2 failed pyteleport\.mpi\.checkpoint: rank 1 cannot write "
+                                rf"{tmp_path}/ck/rank-1\.[0-9a-f]{{16}}\.pyteleport: File too large",
+                                texts(got)[1]), describe(first)
+        else:
+            assert texts(got)[1].startswith("step 2 saved"), describe(first)
+        assert texts(got)[2].startswith("end"), describe(first)
+    checkpoint_id = (tmp_path / "ck" / "MANIFEST").read_text().splitlines()[1].split()[1]
+    assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == (
+        ["MANIFEST"] + [f"rank-{i}.{checkpoint_id}.pyteleport" for i in range(2)])
+
+    again = run(mpiexec(2, sys.executable, "-m", "pyteleport", "resume", "ck"), tmp_path)
+    assert again.returncode == 0, describe(again)
+    resumed = by_rank(again.stdout)
+    for rank, got in lines.items():
+        # the resumed job goes on from the checkpoint the directory holds,
+        # exactly as the first run did from there
+        at = 1 if limit else 2
+        want = [t.replace("saved", "resumed") for t in texts(got)[at - 1:]]
+        assert [_any_id(t) for t in texts(resumed[rank])] == [_any_id(t) for t in want], describe(again)
+        assert {pid for pid, _ in resumed[rank]}.isdisjoint(pid for pid, _ in got)
