@@ -6,8 +6,9 @@ Layout (little-endian)::
              4s bytecode magic  u8 n  n bytes pyteleport version
     context  u64 n, n bytes     plain pickle: process context and manifest
     state    u64 n, n bytes     dill pickle protocol 5: the program
-    buffers  u32 count, then per buffer: u8 kind (b"a" bytearray, b"b" bytes),
-             u64 n, n bytes (out-of-band pickle buffers)
+    buffers  u32 count, then per buffer: u8 kind (b"a" a bytearray, b"b"
+             bytes, b"m" the memory of any other object, e.g. a NumPy
+             array), u64 n, n bytes (out-of-band pickle buffers)
     trailer  b"PTEND" u32 crc32 of everything before the trailer
 
 The header is checked before anything else is read, and the checksum before
@@ -31,7 +32,7 @@ if MAGIC_NUMBER is None:   # pragma: no cover (an unusual import system)
 # typing or dataclasses (they cost every resumed process milliseconds).
 
 MAGIC = b"PYTLPORT"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class _Uint:
@@ -79,9 +80,13 @@ U32 = _Uint(4)
 TRAILER_MAGIC = b"PTEND"
 KIND_BYTEARRAY = b"a"
 KIND_BYTES = b"b"
+KIND_MEMORY = b"m"
 CHUNK = 1 << 20
 # parts this large are read into a buffer that is not zero-filled first
 RAW_ALLOC = 1 << 20
+# memory buffers this large are read into pages of their own, huge if the
+# kernel has them
+PAGES_ALLOC = 4 << 20
 
 
 class PayloadError(Exception):
@@ -163,8 +168,12 @@ class Payload:
         put(U32.pack(len(self.buffers)))
         for b in self.buffers:
             raw = b.raw() if isinstance(b, PickleBuffer) else memoryview(b)
-            # a bytes object is rebuilt as bytes, read in place on the target
-            kind = KIND_BYTES if type(memoryview(b).obj) is bytes else KIND_BYTEARRAY
+            # a bytes object is rebuilt as bytes, read in place on the
+            # target; a bytearray as a bytearray; any other memory (NumPy
+            # arrays) is read into whatever memory loads fastest
+            owner = type(memoryview(b).obj)
+            kind = (KIND_BYTES if owner is bytes else KIND_BYTEARRAY if owner is bytearray
+                    else KIND_MEMORY)
             put(kind + U64.pack(raw.nbytes))
             put(raw)
         trailer = TRAILER_MAGIC + U32.pack(crc)
@@ -242,6 +251,9 @@ class _Reader:
                 raise MemoryError
             if kind == KIND_BYTES and n > 1:
                 buf, view = _fresh_bytes(n)
+            elif kind == KIND_MEMORY and n >= PAGES_ALLOC:
+                buf = _fresh_pages(n)
+                view = memoryview(buf)
             else:
                 buf = _fresh_bytearray(n) if n >= RAW_ALLOC else bytearray(n)
                 view = memoryview(buf)
@@ -274,6 +286,24 @@ def _fresh_bytearray(n: int) -> bytearray:
     page in before the read writes it again (a fifth of the target's CPU
     time for a 1 GiB array over ssh)."""
     return _pythonapi("PyByteArray_FromStringAndSize")(None, n)
+
+
+def _fresh_pages(n: int):
+    """``n`` bytes of private anonymous memory, asking for transparent huge
+    pages: reading 256 MiB into them takes half the time of a ``bytearray``
+    (one page fault per 2 MiB instead of per 4 KiB)."""
+    import mmap
+    try:
+        pages = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE)
+    except OSError:
+        raise MemoryError from None
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if advice is not None:
+        try:
+            pages.madvise(advice)
+        except OSError:       # a kernel without transparent huge pages
+            pass
+    return pages
 
 
 def _fresh_bytes(n: int):
@@ -318,7 +348,7 @@ def read(stream, progress=None):
     for i in range(count):
         head = reader.exact(9, f"buffer {i} length")
         kind, (n,) = bytes(head[:1]), U64.unpack(head[1:])
-        if kind not in (KIND_BYTES, KIND_BYTEARRAY):
+        if kind not in (KIND_BYTES, KIND_BYTEARRAY, KIND_MEMORY):
             raise PayloadError(f"corrupted payload: buffer {i} has an unknown kind")
         buffers.append(reader.exact(n, f"buffer {i}", kind))
     expected = reader.crc

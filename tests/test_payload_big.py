@@ -30,3 +30,43 @@ def test_big_buffer_checkpoint_resumes_and_detects_corruption(tmp_path):
     bad = run_python(["-m", "pyteleport", "resume", payload], tmp_path)
     assert bad.returncode == 2, describe(bad)
     assert "resumed" not in bad.stdout and "checksum" in bad.stderr.lower(), describe(bad)
+
+
+NUMPY_PROG = """\
+import sys
+import numpy as np
+import pyteleport
+a = np.arange(3 << 20, dtype=np.float64).reshape(3, -1)    # 24 MiB: read into pages of its own
+b = np.frombuffer(bytes(range(256)) * (1 << 14), dtype=np.uint8)   # read-only, 4 MiB
+small = np.ones(10)
+before = (float(a.sum()), int(b.sum()))
+
+
+def show(when):
+    print(when, a.shape, a.dtype, a[1, 5], a[2, -1], a.flags.writeable, b.flags.writeable,
+          int(b.sum()), small.sum(), flush=True)
+
+
+if pyteleport.checkpoint(sys.argv[1]):
+    assert (float(a.sum()), int(b.sum())) == before
+    a[1, 5] = -1.0                          # writable, as it was
+    show("resumed")
+    if pyteleport.checkpoint(sys.argv[1]):  # and it moves again
+        show("resumed again")
+    else:
+        print("written again", flush=True)
+else:
+    print("written", flush=True)
+"""
+
+
+def test_numpy_arrays_resume_writable_and_move_again(tmp_path):
+    prog = write_program(tmp_path, NUMPY_PROG)
+    payload = tmp_path / "ckpt.bin"
+    written = run_python([prog, payload], tmp_path)
+    assert written.stdout == "written\n", describe(written)
+    state = f"(3, 1048576) float64 -1.0 3145727.0 True False {32640 * (1 << 14)} 10.0"
+    resumed = run_python(["-m", "pyteleport", "resume", payload], tmp_path)
+    assert resumed.stdout == f"resumed {state}\nwritten again\n", describe(resumed)
+    again = run_python(["-m", "pyteleport", "resume", payload], tmp_path)
+    assert again.stdout == f"resumed again {state}\n", describe(again)
