@@ -62,16 +62,24 @@ def mpi_context(checkpoint_id: str) -> dict:
     return {"mpi": {"comms": _mpi_world.recipes(), "checkpoint": checkpoint_id}, "environ": environ}
 
 
-def save(comm, frame, directory: str, result, what: str = "pyteleport.mpi.checkpoint") -> None:
+def save(comm, frame, directory: str, result, what: str = "pyteleport.mpi.checkpoint",
+         sync=None) -> None:
     """Collective over ``comm``: write every rank's program, resuming at
-    ``frame``'s current call with ``result``, into ``directory``."""
+    ``frame``'s current call with ``result``, into ``directory``; ``sync``:
+    see :func:`pyteleport._payload.sync_option`."""
     from . import __version__, _pack
-    from ._payload import write_file
+    from ._payload import sync_option, write_file
     rank, size = comm.Get_rank(), comm.Get_size()
     directory = os.path.abspath(os.fspath(directory))
+    try:
+        sync = sync_option(sync, what)
+    except TeleportError as e:
+        sync = e
     comm.Barrier()       # no message of the program is in flight past this point
-    # rank 0's view of the path and a new id, for every rank
-    checkpoint_id, directory = comm.bcast((secrets.token_hex(8), directory), root=0)
+    # rank 0's view of the path, of the options and a new id, for every rank
+    checkpoint_id, directory, sync = comm.bcast((secrets.token_hex(8), directory, sync), root=0)
+    if isinstance(sync, TeleportError):
+        raise sync
     payload = error = None
     _mpi_world.collective = True
     try:
@@ -95,14 +103,14 @@ def save(comm, frame, directory: str, result, what: str = "pyteleport.mpi.checkp
     path = os.path.join(directory, _mpi_dir.rank_file(rank, checkpoint_id))
     entry = None
     try:
-        write_file(payload, path, f"checkpoint rank {rank}")
+        write_file(payload, path, f"checkpoint rank {rank}", sync)
         entry = _mpi_dir.file_crc(path)
     except OSError as e:
         error = f"{what}: rank {rank} cannot write {path}: {e.strerror or e}"
     del payload
     entries = comm.gather((entry, error), root=0)
     if rank == 0:
-        error = _commit(directory, entries, checkpoint_id, __version__, what)
+        error = _commit(directory, entries, checkpoint_id, __version__, what, sync)
     error = comm.bcast(error, root=0)
     if error is not None:
         _unlink(path)
@@ -116,7 +124,7 @@ def save(comm, frame, directory: str, result, what: str = "pyteleport.mpi.checkp
 
 
 def _commit(directory: str, entries: List[tuple], checkpoint_id: str, version: str,
-            what: str) -> Optional[str]:
+            what: str, sync: bool) -> Optional[str]:
     """Rank 0: the manifest, once every rank wrote its file; replacing it is
     what switches the directory to the new checkpoint."""
     for entry, error in entries:
@@ -130,15 +138,17 @@ def _commit(directory: str, entries: List[tuple], checkpoint_id: str, version: s
         with open(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         _unlink(tmp)
         return f"{what}: cannot write {path}: {e.strerror or e}"
-    try:
-        _fsync_directory(directory)
-    except OSError:
-        pass        # committed all the same: only a crash of the machine could undo it
+    if sync:
+        try:
+            _fsync_directory(directory)
+        except OSError:
+            pass    # committed all the same: only a crash of the machine could undo it
     return None
 
 

@@ -183,10 +183,29 @@ class Payload:
             progress(len(trailer))
 
 
-def write_file(payload: Payload, path: str, label: str = "payload") -> None:
+def sync_option(value, what: str) -> bool:
+    """The ``sync`` option of a checkpoint, else ``PYTELEPORT_SYNC``, else
+    True: whether files are forced to disk before the call returns."""
+    name = "sync"
+    if value is None:
+        value = os.environ.get("PYTELEPORT_SYNC", "1")
+        name = "PYTELEPORT_SYNC"
+    if isinstance(value, str):
+        flag = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}.get(
+            value.strip().lower())
+        if flag is not None:
+            return flag
+    elif isinstance(value, bool):
+        return value
+    from ._errors import TeleportError
+    raise TeleportError(f"{what}: {name} must be true or false (1/0), not {value!r}")
+
+
+def write_file(payload: Payload, path: str, label: str = "payload", sync: bool = True) -> None:
     """Write ``payload`` to ``path`` atomically (a private temporary file in
-    the same folder, fsync, rename), with mode 0600.  Raises OSError; the
-    temporary file never stays behind."""
+    the same folder, renamed), with mode 0600; ``sync``: forced to disk
+    first (fsync), so that the file survives a crash of the machine.  Raises
+    OSError; the temporary file never stays behind."""
     from ._progress import Progress
     directory = os.path.dirname(os.path.abspath(path))
     # what tempfile.mkstemp does, without importing tempfile (shutil, random, ...)
@@ -198,7 +217,8 @@ def write_file(payload: Payload, path: str, label: str = "payload") -> None:
             payload.write_to(f, progress)
             progress.close()
             f.flush()
-            os.fsync(f.fileno())
+            if sync:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         try:

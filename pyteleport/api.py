@@ -12,7 +12,7 @@ from ._errors import TeleportError
 
 TYPE_CHECKING = False   # typing costs a move milliseconds: annotations only
 if TYPE_CHECKING:
-    from typing import Union
+    from typing import Optional, Union
     from .backends import Backend
 
 
@@ -80,19 +80,23 @@ def _teleport(frame, backend, **options) -> None:
     os._exit(code)
 
 
-def checkpoint(path: Union[str, os.PathLike]) -> bool:
+def checkpoint(path: Union[str, os.PathLike], *, sync: Optional[bool] = None) -> bool:
     """Save the running program to ``path`` and carry on.
 
     Returns ``False`` here.  ``pyteleport resume PATH`` continues the program
     from this call in a new process, where it returns ``True``.  The file is
-    written atomically with mode 0600.
+    written atomically with mode 0600.  ``sync`` (default: the environment
+    variable ``PYTELEPORT_SYNC``, else true): the file is forced to disk
+    before the call returns, so that it survives a crash of the machine;
+    without, it still survives the program being killed.
     """
     from . import _pack
-    from ._payload import write_file
+    from ._payload import sync_option, write_file
+    durable = sync_option(sync, "pyteleport.checkpoint")
     payload = _pack.pack(sys._getframe(1), True)
     path = os.fspath(path)
     try:
-        write_file(payload, path, f"checkpoint {os.path.basename(path)}")
+        write_file(payload, path, f"checkpoint {os.path.basename(path)}", durable)
     except OSError as e:
         raise TeleportError(f"cannot write checkpoint {path!r}: {e.strerror or e}") from None
     return False

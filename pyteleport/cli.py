@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import sys
-from typing import List, Optional
+
+TYPE_CHECKING = False   # typing (and re) would cost every resumed process milliseconds
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 USAGE = """usage: pyteleport resume PATH    continue a checkpoint (a file, or an MPI job's directory)
        pyteleport inspect PATH   show what a payload (or an MPI checkpoint directory) holds, without running it

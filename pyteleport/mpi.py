@@ -31,7 +31,7 @@ def _world():
                             "(pip install mpi4py mpich)") from None
 
 
-def checkpoint(path: Union[str, os.PathLike]) -> bool:
+def checkpoint(path: Union[str, os.PathLike], *, sync: Optional[bool] = None) -> bool:
     """Save every rank of the running MPI job into the directory ``path``.
 
     Collective over ``MPI.COMM_WORLD``.  Rank *i* writes
@@ -43,10 +43,15 @@ def checkpoint(path: Union[str, os.PathLike]) -> bool:
     job; ``mpirun -n N pyteleport resume PATH`` continues every rank from this
     call, where it returns ``True``.  Raises :class:`TeleportError` on every
     rank if any rank cannot be saved; the directory then still holds the
-    previous checkpoint, if there was one.
+    previous checkpoint, if there was one.  ``sync`` (default: the
+    environment variable ``PYTELEPORT_SYNC``, else true): the files are
+    forced to disk before the manifest commits them, so that the checkpoint
+    survives a crash of the machine; without, it still survives the job
+    being killed, and costs no more than writing the arrays with
+    ``numpy.save``.
     """
     from . import _mpi_save
-    _mpi_save.save(_world(), sys._getframe(1), path, True)
+    _mpi_save.save(_world(), sys._getframe(1), path, True, sync=sync)
     return False
 
 

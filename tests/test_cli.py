@@ -219,3 +219,41 @@ def test_a_corrupted_length_in_a_stream_is_refused(checkpoint, field):
             read(stream)
     finally:
         writer.join()
+
+
+SYNC_PROGRAM = """\
+import os, sys
+import pyteleport
+
+arg = sys.argv[2]
+sync = {"default": None, "True": True, "False": False}.get(arg, arg)
+try:
+    if pyteleport.checkpoint(sys.argv[1], sync=sync):
+        print("RESUMED", arg, flush=True)
+        sys.exit(0)
+except pyteleport.TeleportError as e:
+    print("REFUSED", e, flush=True)
+print("CARRIES ON", os.path.exists(sys.argv[1]), flush=True)
+"""
+
+
+@pytest.mark.parametrize("sync, env", [("True", "0"), ("False", "1"), ("default", "0"), ("default", "no")])
+def test_checkpoint_sync_option(tmp_path, sync, env):
+    """sync= (else PYTELEPORT_SYNC) chooses whether the file is forced to disk;
+    either way the checkpoint resumes."""
+    prog = write_program(tmp_path, SYNC_PROGRAM)
+    payload = tmp_path / "state.bin"
+    written = run_python([prog, payload, sync], tmp_path, env_extra={"PYTELEPORT_SYNC": env})
+    assert written.stdout == "CARRIES ON True\n", describe(written)
+    resumed = run_python(["-m", "pyteleport", "resume", payload], tmp_path)
+    assert resumed.stdout == f"RESUMED {sync}\n", describe(resumed)
+
+
+@pytest.mark.parametrize("sync, env, name", [("maybe", "1", "sync"), ("default", "sometimes", "PYTELEPORT_SYNC")])
+def test_checkpoint_refuses_a_bad_sync_value(tmp_path, sync, env, name):
+    prog = write_program(tmp_path, SYNC_PROGRAM)
+    payload = tmp_path / "state.bin"
+    proc = run_python([prog, payload, sync], tmp_path, env_extra={"PYTELEPORT_SYNC": env})
+    bad = sync if name == "sync" else env
+    assert proc.stdout == (f"REFUSED pyteleport.checkpoint: {name} must be true or false (1/0), "
+                           f"not {bad!r}\nCARRIES ON False\n"), describe(proc)

@@ -693,3 +693,15 @@ def test_checkpointing_again_into_a_directory(tmp_path: Path, second: str) -> No
         want = [t.replace("saved", "resumed") for t in texts(got)[at - 1:]]
         assert [_any_id(t) for t in texts(resumed[rank])] == [_any_id(t) for t in want], describe(again)
         assert {pid for pid, _ in resumed[rank]}.isdisjoint(pid for pid, _ in got)
+
+
+def test_a_bad_sync_setting_is_refused_on_every_rank(tmp_path: Path) -> None:
+    (tmp_path / "repeat.py").write_text(REPEAT)
+    proc = run(mpiexec(2, sys.executable, "repeat.py"), tmp_path, PYTELEPORT_SYNC="sometimes")
+    assert proc.returncode == 0, describe(proc)
+    refusal = ("failed pyteleport.mpi.checkpoint: PYTELEPORT_SYNC must be true or false (1/0), "
+               "not 'sometimes'")
+    for rank, got in by_rank(proc.stdout).items():
+        assert texts(got)[:2] == [f"step 1 {refusal}", f"step 2 {refusal}"], describe(proc)
+        assert texts(got)[2].startswith("end"), describe(proc)
+    assert not (tmp_path / "ck").exists()

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional, Tuple
+
+TYPE_CHECKING = False   # imported by every resumed rank: no typing (and re)
+if TYPE_CHECKING:
+    from typing import Optional, Tuple
 
 # (rank variable, size variable) of the launchers we know, in lookup order
 RANK_VARIABLES = (
