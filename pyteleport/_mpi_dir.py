@@ -3,21 +3,25 @@
 ::
 
     DIR/               mode 0700
-      rank-<i>.<id>.pyteleport   rank i's payload of checkpoint <id> (0600)
-      MANIFEST                   written last, by rank 0: names <id>, and so
-                                 commits that checkpoint
+      rank-<i>.<slot>.pyteleport   rank i's payload (0600); <slot> is a or b
+      MANIFEST                     written last, by rank 0: names the slot
+                                   of the checkpoint, and so commits it
 
-A new checkpoint into the same directory writes its rank files beside the
-previous checkpoint's, under its own id; replacing the MANIFEST (atomically)
-switches from one to the other, and only then are the previous files
-removed.  So a checkpoint that fails or is killed half-way leaves the
-previous one whole and resumable.
+Checkpoints into the same directory alternate between the two slots: a new
+one is written over the files of the slot the MANIFEST does not name (the
+checkpoint before the previous one), then replacing the MANIFEST
+(atomically) switches to it.  So a checkpoint that fails or is killed
+half-way leaves the previous one whole and resumable, and a job that
+checkpoints again and again rewrites files in place instead of creating and
+freeing hundreds of megabytes each time (the directory holds two copies of
+the state).
 
 The manifest is a few lines of text (no json: the resuming ranks import as
 little as they can)::
 
     pyteleport-mpi-checkpoint 2
     id <random hex, one per checkpoint>
+    slot <a or b>
     ranks <N>
     python <major>.<minor>
     pyteleport <version>
@@ -31,6 +35,8 @@ import os
 MANIFEST = "MANIFEST"
 MAGIC = "pyteleport-mpi-checkpoint"
 FORMAT = 2
+SLOTS = ("a", "b")
+_HEADER = ("id", "slot", "ranks", "python", "pyteleport")
 _TRAILER = 4           # the payload ends with its CRC-32, little-endian
 
 
@@ -38,18 +44,22 @@ class CheckpointError(Exception):
     """The directory cannot be resumed; the message is one line for the user."""
 
 
-def rank_file(rank: int, checkpoint_id: str) -> str:
-    return f"rank-{rank}.{checkpoint_id}.pyteleport"
+def rank_file(rank: int, slot: str) -> str:
+    return f"rank-{rank}.{slot}.pyteleport"
+
+
+def other_slot(slot) -> str:
+    """The slot a new checkpoint is written to, after one in ``slot`` (or None)."""
+    return "b" if slot == "a" else "a"
 
 
 def rank_files(directory: str) -> list:
-    """``[(name, rank, checkpoint id)]`` of the rank files in ``directory``
-    (the current checkpoint's, and any left by one that did not finish)."""
+    """``[(name, rank, slot)]`` of the rank files in ``directory``, by slot and rank."""
     found = []
     for name in os.listdir(directory):
         parts = name.split(".")
-        if (len(parts) == 3 and parts[2] == "pyteleport" and parts[0].startswith("rank-")
-                and parts[0][5:].isdigit()):
+        if (len(parts) == 3 and parts[2] == "pyteleport" and parts[1] in SLOTS
+                and parts[0].startswith("rank-") and parts[0][5:].isdigit()):
             found.append((name, int(parts[0][5:]), parts[1]))
     return sorted(found, key=lambda f: (f[2], f[1]))
 
@@ -65,19 +75,20 @@ def file_crc(path: str):
         return size, int.from_bytes(f.read(_TRAILER), "little")
 
 
-def render(checkpoint_id: str, python: tuple, version: str, files) -> str:
+def render(checkpoint_id: str, slot: str, python: tuple, version: str, files) -> str:
     """The manifest's text; ``files`` is ``[(size, crc32)]`` by rank."""
-    lines = [f"{MAGIC} {FORMAT}", f"id {checkpoint_id}", f"ranks {len(files)}",
+    lines = [f"{MAGIC} {FORMAT}", f"id {checkpoint_id}", f"slot {slot}", f"ranks {len(files)}",
              f"python {python[0]}.{python[1]}", f"pyteleport {version}"]
     lines += [f"rank {i} {size} {crc:08x}" for i, (size, crc) in enumerate(files)]
     return "\n".join(lines) + "\n"
 
 
 class Manifest:
-    __slots__ = ("id", "ranks", "python", "version", "files")
+    __slots__ = ("id", "slot", "ranks", "python", "version", "files")
 
-    def __init__(self, checkpoint_id, ranks, python, version, files):
+    def __init__(self, checkpoint_id, slot, ranks, python, version, files):
         self.id = checkpoint_id
+        self.slot = slot
         self.ranks = ranks
         self.python = python
         self.version = version
@@ -103,21 +114,22 @@ def read_manifest(directory: str) -> Manifest:
         lines = [line.split() for line in text.splitlines()]
         if lines[0] != [MAGIC, str(FORMAT)]:
             raise ValueError
-        fields = {words[0]: words[1:] for words in lines[1:5]}
-        ranks = int(fields["ranks"][0])
-        major, minor = fields["python"][0].split(".")
+        head = len(_HEADER) + 1
+        if [words[0] for words in lines[1:head]] != list(_HEADER):
+            raise ValueError
+        fields = {words[0]: words[1] for words in lines[1:head]}
+        ranks = int(fields["ranks"])
+        major, minor = fields["python"].split(".")
         files = []
-        for i, words in enumerate(lines[5:5 + ranks]):
+        for i, words in enumerate(lines[head:head + ranks]):
             if words[:2] != ["rank", str(i)]:
                 raise ValueError
             files.append((int(words[2]), int(words[3], 16)))
-        if len(files) != ranks or not text.endswith("\n"):
+        if (len(files) != ranks or len(lines) != head + ranks or fields["slot"] not in SLOTS
+                or not text.endswith("\n")):
             raise ValueError
-        checkpoint_id = fields["id"][0]
-        if not checkpoint_id or checkpoint_id.strip("0123456789abcdef"):
-            raise ValueError      # it becomes part of file names: hex only
-        return Manifest(checkpoint_id, ranks, (int(major), int(minor)),
-                        fields["pyteleport"][0], files)
+        return Manifest(fields["id"], fields["slot"], ranks, (int(major), int(minor)),
+                        fields["pyteleport"], files)
     except (ValueError, KeyError, IndexError):
         raise CheckpointError(f"{path} is not a pyteleport MPI checkpoint manifest "
                               "(damaged, or another format)") from None
@@ -132,7 +144,7 @@ def check(directory: str, manifest: Manifest, python: tuple) -> None:
         raise CheckpointError(f"{directory} was written by Python {want}; this is Python "
                               f"{python[0]}.{python[1]}: resume it with Python {want}")
     for rank, (size, crc) in enumerate(manifest.files):
-        name = rank_file(rank, manifest.id)
+        name = rank_file(rank, manifest.slot)
         try:
             found = file_crc(os.path.join(directory, name))
         except FileNotFoundError:

@@ -162,13 +162,14 @@ def resume_dir(directory: str, mode: str = "", protect=None) -> None:
         _refuse(_size_message(directory, manifest.ranks, size), rank == 0, status_path or verdict_path)
 
     def loaded() -> None:
-        for name in [_mpi_dir.MANIFEST] + [_mpi_dir.rank_file(i, manifest.id) for i in range(manifest.ranks)]:
+        names = [name for name, _, _ in _mpi_dir.rank_files(directory)]
+        for name in [_mpi_dir.MANIFEST] + names:
             try:
                 os.unlink(os.path.join(directory, name))
             except OSError:
                 pass
 
-    _resume(os.path.join(directory, _mpi_dir.rank_file(rank, manifest.id)), rank, manifest.ranks,
+    _resume(os.path.join(directory, _mpi_dir.rank_file(rank, manifest.slot)), rank, manifest.ranks,
             lambda size: _size_message(directory, manifest.ranks, size), status_path, verdict_path,
             os.path.join(directory, "go") if mode == "stage" else None,
             loaded if verdict_path is not None and protect is None else None, protect)

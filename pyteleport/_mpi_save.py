@@ -29,22 +29,21 @@ def agree(comm, error: Optional[str], what: str) -> None:
     raise TeleportError(f"{what}: rank {rank} failed: {first}")
 
 
-def _prepare(directory: str) -> Optional[str]:
-    """Rank 0: the directory (0700), without the files of checkpoints that
-    never finished; returns the id of the checkpoint it holds, if any (kept
-    until the new one is committed)."""
+def _prepare(directory: str, size: int) -> str:
+    """Rank 0: the directory (0700); returns the slot the new checkpoint goes
+    to: the one the MANIFEST does not name.  Rank files of that slot beyond
+    this job's size go (a larger job's), so that the slot holds this job's
+    files only."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
     try:
-        current = _mpi_dir.read_manifest(directory).id
+        current = _mpi_dir.read_manifest(directory).slot
     except _mpi_dir.CheckpointError:
         current = None
-    for name, _, checkpoint_id in _mpi_dir.rank_files(directory):
-        if checkpoint_id != current:
+    slot = _mpi_dir.other_slot(current)
+    for name, rank, in_slot in _mpi_dir.rank_files(directory):
+        if in_slot == slot and rank >= size:
             os.unlink(os.path.join(directory, name))
-    for name in os.listdir(directory):
-        if name.startswith(".rank-") and name.endswith(".tmp"):    # a write killed half-way
-            os.unlink(os.path.join(directory, name))
-    return current
+    return slot
 
 
 def _unlink(path: str) -> None:
@@ -68,7 +67,7 @@ def save(comm, frame, directory: str, result, what: str = "pyteleport.mpi.checkp
     ``frame``'s current call with ``result``, into ``directory``; ``sync``:
     see :func:`pyteleport._payload.sync_option`."""
     from . import __version__, _pack
-    from ._payload import sync_option, write_file
+    from ._payload import overwrite_file, sync_option
     rank, size = comm.Get_rank(), comm.Get_size()
     directory = os.path.abspath(os.fspath(directory))
     try:
@@ -89,48 +88,42 @@ def save(comm, frame, directory: str, result, what: str = "pyteleport.mpi.checkp
     finally:
         _mpi_world.collective = False
     agree(comm, error, what)
-    previous = None
+    slot = None
     if rank == 0:
         try:
-            previous = _prepare(directory)
+            slot = _prepare(directory, size)
         except OSError as e:
             error = f"{what}: cannot prepare {directory}: {e.strerror or e}"
-    error, previous = comm.bcast((error, previous), root=0)
+    error, slot = comm.bcast((error, slot), root=0)
     if error is not None:
         raise TeleportError(error)
-    # beside the previous checkpoint's files, which stay until the new
-    # MANIFEST commits this one: a failure from here on loses nothing
-    path = os.path.join(directory, _mpi_dir.rank_file(rank, checkpoint_id))
+    # over the files of the slot the MANIFEST does not name: the previous
+    # checkpoint stays whole until the new MANIFEST commits this one
+    path = os.path.join(directory, _mpi_dir.rank_file(rank, slot))
     entry = None
     try:
-        write_file(payload, path, f"checkpoint rank {rank}", sync)
+        overwrite_file(payload, path, f"checkpoint rank {rank}", sync)
         entry = _mpi_dir.file_crc(path)
     except OSError as e:
         error = f"{what}: rank {rank} cannot write {path}: {e.strerror or e}"
     del payload
     entries = comm.gather((entry, error), root=0)
     if rank == 0:
-        error = _commit(directory, entries, checkpoint_id, __version__, what, sync)
+        error = _commit(directory, entries, checkpoint_id, slot, __version__, what, sync)
     error = comm.bcast(error, root=0)
     if error is not None:
-        _unlink(path)
+        _unlink(path)     # damaged: nothing is left of the failed attempt
         raise TeleportError(error)
-    if previous is not None:
-        _unlink(os.path.join(directory, _mpi_dir.rank_file(rank, previous)))
-        if rank == 0:     # a previous checkpoint of a larger job
-            for name, other, old in _mpi_dir.rank_files(directory):
-                if old == previous and other >= size:
-                    _unlink(os.path.join(directory, name))
 
 
-def _commit(directory: str, entries: List[tuple], checkpoint_id: str, version: str,
+def _commit(directory: str, entries: List[tuple], checkpoint_id: str, slot: str, version: str,
             what: str, sync: bool) -> Optional[str]:
     """Rank 0: the manifest, once every rank wrote its file; replacing it is
     what switches the directory to the new checkpoint."""
     for entry, error in entries:
         if error is not None:
             return error
-    text = _mpi_dir.render(checkpoint_id, sys.version_info[:2], version, [e for e, _ in entries])
+    text = _mpi_dir.render(checkpoint_id, slot, sys.version_info[:2], version, [e for e, _ in entries])
     path = os.path.join(directory, _mpi_dir.MANIFEST)
     tmp = path + ".tmp"
     try:

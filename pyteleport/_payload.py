@@ -206,19 +206,12 @@ def write_file(payload: Payload, path: str, label: str = "payload", sync: bool =
     the same folder, renamed), with mode 0600; ``sync``: forced to disk
     first (fsync), so that the file survives a crash of the machine.  Raises
     OSError; the temporary file never stays behind."""
-    from ._progress import Progress
     directory = os.path.dirname(os.path.abspath(path))
     # what tempfile.mkstemp does, without importing tempfile (shutil, random, ...)
     tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.urandom(6).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
-        with open(fd, "wb") as f:
-            progress = Progress(payload.size, label)
-            payload.write_to(f, progress)
-            progress.close()
-            f.flush()
-            if sync:
-                os.fsync(f.fileno())
+        _write_fd(payload, fd, label, sync)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -226,6 +219,36 @@ def write_file(payload: Payload, path: str, label: str = "payload", sync: bool =
         except OSError:
             pass
         raise
+
+
+def overwrite_file(payload: Payload, path: str, label: str, sync: bool) -> None:
+    """Write ``payload`` over the file ``path`` (created if missing, mode
+    0600), in place: for a file nothing refers to while it is written (an
+    MPI checkpoint's other slot).  Rewriting the pages a file already has
+    spares freeing and allocating them again: for a 256 MiB file, as long
+    as writing it.  Raises OSError, leaving the file damaged."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError:
+        os.close(fd)
+        raise
+    _write_fd(payload, fd, label, sync, truncate=True)
+
+
+def _write_fd(payload: Payload, fd: int, label: str, sync: bool, truncate: bool = False) -> None:
+    """Write ``payload`` to the start of ``fd`` (closed after), with a progress
+    display on a terminal; ``truncate``: cut what follows; ``sync``: fsync."""
+    from ._progress import Progress
+    with open(fd, "wb") as f:
+        progress = Progress(payload.size, label)
+        payload.write_to(f, progress)
+        progress.close()
+        f.flush()
+        if truncate:
+            f.truncate()
+        if sync:
+            os.fsync(f.fileno())
 
 
 class Header:

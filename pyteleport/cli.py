@@ -71,8 +71,8 @@ def _inspect_dir(path: str) -> int:
     print(f"MPI checkpoint: {path} ({manifest.ranks} ranks, Python {manifest.python[0]}."
           f"{manifest.python[1]}, pyteleport {manifest.version}, id {manifest.id})")
     for rank, (size, crc) in enumerate(manifest.files):
-        print(f"  {rank_file(rank, manifest.id)}: {size:,} bytes, crc32 {crc:08x}")
-    return _inspect(os.path.join(path, rank_file(0, manifest.id)))
+        print(f"  {rank_file(rank, manifest.slot)}: {size:,} bytes, crc32 {crc:08x}")
+    return _inspect(os.path.join(path, rank_file(0, manifest.slot)))
 
 
 if __name__ == "__main__":

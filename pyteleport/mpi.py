@@ -35,11 +35,12 @@ def checkpoint(path: Union[str, os.PathLike], *, sync: Optional[bool] = None) ->
     """Save every rank of the running MPI job into the directory ``path``.
 
     Collective over ``MPI.COMM_WORLD``.  Rank *i* writes
-    ``path/rank-<i>.<id>.pyteleport`` (mode 0600; the directory is created
+    ``path/rank-<i>.<slot>.pyteleport`` (mode 0600; the directory is created
     with mode 0700), then rank 0 replaces ``path/MANIFEST`` (checkpoint id,
-    rank count, Python version, pyteleport version, size and checksum of
-    every rank file), which commits the checkpoint; only then are the
-    previous checkpoint's files removed.  Returns ``False`` in the running
+    slot, rank count, Python version, pyteleport version, size and checksum
+    of every rank file), which commits the checkpoint.  Checkpoints
+    alternate between two slots, ``a`` and ``b``: a new one is written over
+    the slot the MANIFEST does not name.  Returns ``False`` in the running
     job; ``mpirun -n N pyteleport resume PATH`` continues every rank from this
     call, where it returns ``True``.  Raises :class:`TeleportError` on every
     rank if any rank cannot be saved; the directory then still holds the

@@ -152,10 +152,8 @@ def test_checkpoint_resume_matches_reference(program: Path, n: int, at: str) -> 
     # the directory is what the documentation says
     ckpt = program.parent / "ckpt0"
     manifest = (ckpt / "MANIFEST").read_text().splitlines()
-    assert manifest[2:4] == [f"ranks {n}", "python %d.%d" % sys.version_info[:2]]
-    checkpoint_id = manifest[1].split()[1]
-    assert sorted(p.name for p in ckpt.iterdir()) == (
-        ["MANIFEST"] + [f"rank-{i}.{checkpoint_id}.pyteleport" for i in range(n)])
+    assert manifest[2:5] == ["slot a", f"ranks {n}", "python %d.%d" % sys.version_info[:2]]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["MANIFEST"] + [f"rank-{i}.a.pyteleport" for i in range(n)]
     assert ckpt.stat().st_mode & 0o777 == 0o700
     assert all(p.stat().st_mode & 0o777 == 0o600 for p in ckpt.iterdir())
 
@@ -202,12 +200,11 @@ def test_inspect_directory(saved_dir: Path) -> None:
     version = "%d.%d" % sys.version_info[:2]
     assert re.fullmatch(rf"MPI checkpoint: ckpt0 \(2 ranks, Python {version}, pyteleport \S+, id [0-9a-f]{{16}}\)",
                         lines[0]), lines
-    checkpoint_id = lines[0].split()[-1][:-1]
     for rank in (0, 1):
-        name = f"rank-{rank}.{checkpoint_id}.pyteleport"
+        name = f"rank-{rank}.a.pyteleport"
         size = (saved_dir / name).stat().st_size
         assert re.fullmatch(rf"  {name}: {size:,} bytes, crc32 [0-9a-f]{{8}}", lines[1 + rank])
-    assert lines[3].startswith(f"payload:     ckpt0/rank-0.{checkpoint_id}.pyteleport")
+    assert lines[3].startswith("payload:     ckpt0/rank-0.a.pyteleport")
     source = PROGRAM.splitlines()
     call = next(i for i, line in enumerate(source, 1) if "pyteleport.mpi.checkpoint(" in line)
     top = source.index("result = run(6)") + 1
@@ -635,11 +632,11 @@ def say(*args):
 
 
 total = 0
-for step in range(4):
-    # 512 KiB of state per rank at step 1, 8 MiB at step 2
-    data = np.full(1 << (16 if step < 2 else 20), step + rank, dtype=np.int64)
+for step in range(5):
+    # per rank, 512 KiB of state at step 1, 8 MiB at step 2, 8 KiB at step 3
+    data = np.full({1: 1 << 16, 2: 1 << 20}.get(step, 1 << 10), step + rank, dtype=np.int64)
     total += int(data.sum())
-    if step in (1, 2):
+    if str(step) in os.environ["AT"].split(","):
         if step == 2 and rank == 1 and os.environ.get("LIMIT"):
             # a real write failure on one rank: files above 1 MiB are refused
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -653,51 +650,58 @@ for step in range(4):
 say("end", total)
 """
 
+AGAIN = {  # case: (AT, LIMIT, step of the checkpoint left, slots of files left)
+    "second fails on one rank": ("1,2", "1", 1, "a"),
+    "second succeeds": ("1,2", "", 2, "ab"),
+    # the third is written over the first's files, in place, and is smaller
+    "third succeeds": ("1,2,3", "", 3, "ab"),
+}
 
-def _any_id(text: str) -> str:
-    """A line without the checkpoint id in a file name (new at every checkpoint)."""
-    return re.sub(r"\.[0-9a-f]{16}\.", ".<id>.", text)
 
-
-@pytest.mark.parametrize("second", ["fails on one rank", "succeeds"])
-def test_checkpointing_again_into_a_directory(tmp_path: Path, second: str) -> None:
-    """A second checkpoint into the same directory replaces the first only
-    once it is complete: if it fails on one rank (a real write error), every
-    rank is told, the job carries on, and the directory still resumes the
-    first one; nothing of the failed attempt stays behind."""
+@pytest.mark.parametrize("case", list(AGAIN))
+def test_checkpointing_again_into_a_directory(tmp_path: Path, case: str) -> None:
+    """A new checkpoint into the same directory replaces the previous one
+    only once it is complete: if it fails on one rank (a real write error),
+    every rank is told, the job carries on, and the directory still resumes
+    the previous one; nothing of the failed attempt stays behind.  Resuming
+    the directory goes on exactly as the first run did from the checkpoint
+    it holds."""
+    at, limit, left, slots = AGAIN[case]
     (tmp_path / "repeat.py").write_text(REPEAT)
-    limit = {"LIMIT": "1"} if second == "fails on one rank" else {}
-    first = run(mpiexec(2, sys.executable, "repeat.py"), tmp_path, **limit)
+    first = run(mpiexec(2, sys.executable, "repeat.py"), tmp_path, AT=at, LIMIT=limit)
     assert first.returncode == 0, describe(first)
     lines = by_rank(first.stdout)
     for rank, got in lines.items():
-        assert texts(got)[0].startswith("step 1 saved"), describe(first)
+        want = [f"step {step} saved" for step in at.split(",")] + ["end"]
         if limit:
-            assert re.fullmatch(r"step 2 failed pyteleport\.mpi\.checkpoint: rank 1 cannot write "
-                                rf"{tmp_path}/ck/rank-1\.[0-9a-f]{{16}}\.pyteleport: File too large",
-                                texts(got)[1]), describe(first)
-        else:
-            assert texts(got)[1].startswith("step 2 saved"), describe(first)
-        assert texts(got)[2].startswith("end"), describe(first)
-    checkpoint_id = (tmp_path / "ck" / "MANIFEST").read_text().splitlines()[1].split()[1]
+            want[1] = ("step 2 failed pyteleport.mpi.checkpoint: rank 1 cannot write "
+                       f"{tmp_path}/ck/rank-1.b.pyteleport: File too large")
+        assert [t.rsplit(" ", 1)[0] if "saved" in t or "end" in t else t for t in texts(got)] == want, \
+            describe(first)
+    # the MANIFEST names the slot of the checkpoint the directory holds; the
+    # other slot is where the next one will be written
+    slot = "ab"[(len(at.split(",")) - 1 if not limit else 0) % 2]
+    assert (tmp_path / "ck" / "MANIFEST").read_text().splitlines()[2] == f"slot {slot}"
     assert sorted(p.name for p in (tmp_path / "ck").iterdir()) == (
-        ["MANIFEST"] + [f"rank-{i}.{checkpoint_id}.pyteleport" for i in range(2)])
+        sorted(["MANIFEST"] + [f"rank-{i}.{s}.pyteleport" for s in slots for i in range(2)]))
 
+    if case == "third succeeds":
+        # written over the first checkpoint's 512 KiB files: cut to its own size
+        assert all((tmp_path / "ck" / f"rank-{i}.a.pyteleport").stat().st_size < 64 << 10 for i in range(2))
     again = run(mpiexec(2, sys.executable, "-m", "pyteleport", "resume", "ck"), tmp_path)
     assert again.returncode == 0, describe(again)
     resumed = by_rank(again.stdout)
     for rank, got in lines.items():
-        # the resumed job goes on from the checkpoint the directory holds,
-        # exactly as the first run did from there
-        at = 1 if limit else 2
-        want = [t.replace("saved", "resumed") for t in texts(got)[at - 1:]]
-        assert [_any_id(t) for t in texts(resumed[rank])] == [_any_id(t) for t in want], describe(again)
+        start = next(i for i, t in enumerate(texts(got)) if t.startswith(f"step {left} saved"))
+        want = [t.replace("saved", "resumed", 1) if i == start else t
+                for i, t in enumerate(texts(got)) if i >= start]
+        assert texts(resumed[rank]) == want, describe(again)
         assert {pid for pid, _ in resumed[rank]}.isdisjoint(pid for pid, _ in got)
 
 
 def test_a_bad_sync_setting_is_refused_on_every_rank(tmp_path: Path) -> None:
     (tmp_path / "repeat.py").write_text(REPEAT)
-    proc = run(mpiexec(2, sys.executable, "repeat.py"), tmp_path, PYTELEPORT_SYNC="sometimes")
+    proc = run(mpiexec(2, sys.executable, "repeat.py"), tmp_path, AT="1,2", PYTELEPORT_SYNC="sometimes")
     assert proc.returncode == 0, describe(proc)
     refusal = ("failed pyteleport.mpi.checkpoint: PYTELEPORT_SYNC must be true or false (1/0), "
                "not 'sometimes'")
