@@ -25,10 +25,10 @@ little as they can)::
     ranks <N>
     python <major>.<minor>
     pyteleport <version>
-    rank <i> <size in bytes> <crc32 of the payload, hex>     (N lines)
+    rank <i> <size in bytes> <checksum of the payload, hex>  (N lines)
 
-The CRC-32 is the payload's own (its trailer), so checking a rank file
-against the manifest reads 4 bytes, and reading the payload checks the rest.
+The checksum is the payload's own (its trailer), so checking a rank file
+against the manifest reads 8 bytes, and reading the payload checks the rest.
 """
 import os
 
@@ -37,7 +37,7 @@ MAGIC = "pyteleport-mpi-checkpoint"
 FORMAT = 2
 SLOTS = ("a", "b")
 _HEADER = ("id", "slot", "ranks", "python", "pyteleport")
-_TRAILER = 4           # the payload ends with its CRC-32, little-endian
+_TRAILER = 8           # the payload ends with its 64-bit checksum, little-endian
 
 
 class CheckpointError(Exception):
@@ -64,8 +64,8 @@ def rank_files(directory: str) -> list:
     return sorted(found, key=lambda f: (f[2], f[1]))
 
 
-def file_crc(path: str):
-    """``(size, crc32)`` of a payload file, from its trailer (raises OSError)."""
+def file_checksum(path: str):
+    """``(size, checksum)`` of a payload file, from its trailer (raises OSError)."""
     with open(path, "rb") as f:
         f.seek(0, 2)
         size = f.tell()
@@ -76,10 +76,10 @@ def file_crc(path: str):
 
 
 def render(checkpoint_id: str, slot: str, python: tuple, version: str, files) -> str:
-    """The manifest's text; ``files`` is ``[(size, crc32)]`` by rank."""
+    """The manifest's text; ``files`` is ``[(size, checksum)]`` by rank."""
     lines = [f"{MAGIC} {FORMAT}", f"id {checkpoint_id}", f"slot {slot}", f"ranks {len(files)}",
              f"python {python[0]}.{python[1]}", f"pyteleport {version}"]
-    lines += [f"rank {i} {size} {crc:08x}" for i, (size, crc) in enumerate(files)]
+    lines += [f"rank {i} {size} {checksum:016x}" for i, (size, checksum) in enumerate(files)]
     return "\n".join(lines) + "\n"
 
 
@@ -143,15 +143,15 @@ def check(directory: str, manifest: Manifest, python: tuple) -> None:
         want = "%d.%d" % manifest.python
         raise CheckpointError(f"{directory} was written by Python {want}; this is Python "
                               f"{python[0]}.{python[1]}: resume it with Python {want}")
-    for rank, (size, crc) in enumerate(manifest.files):
+    for rank, (size, checksum) in enumerate(manifest.files):
         name = rank_file(rank, manifest.slot)
         try:
-            found = file_crc(os.path.join(directory, name))
+            found = file_checksum(os.path.join(directory, name))
         except FileNotFoundError:
             raise CheckpointError(f"{directory} is incomplete: {name} is missing") from None
         except OSError as e:
             raise CheckpointError(f"cannot read {os.path.join(directory, name)}: {e.strerror}") from None
-        if found != (size, crc):
+        if found != (size, checksum):
             raise CheckpointError(
                 f"{directory}: {name} is not the file this checkpoint wrote (size or checksum differs "
                 "from the MANIFEST: files mixed from two checkpoints, or changed since)")

@@ -112,7 +112,7 @@ class _Ranks:
             os.write(self.verdict_fd, b"\x1b[PYTELEPORT-STATUS] OK\n")
             os.close(self.verdict_fd)
         if self.go_fd is not None:
-            _wait_for_go(self.go_fd)
+            _wait_for_go(self.go_fd, os.path.dirname(self.where))
 
     def on_error(self, message: str) -> None:
         """This rank cannot rebuild its program: tell the others (at the

@@ -103,7 +103,7 @@ def save(comm, frame, directory: str, result, what: str = "pyteleport.mpi.checkp
     entry = None
     try:
         overwrite_file(payload, path, f"checkpoint rank {rank}", sync)
-        entry = _mpi_dir.file_crc(path)
+        entry = _mpi_dir.file_checksum(path)
     except OSError as e:
         error = f"{what}: rank {rank} cannot write {path}: {e.strerror or e}"
     del payload

@@ -3,13 +3,13 @@
 Layout (little-endian)::
 
     header   magic b"PYTLPORT"  u16 format  u8 py_major  u8 py_minor
-             4s bytecode magic  u8 n  n bytes pyteleport version
+             4s bytecode magic  u8 checksum kind (see _checksum)
+             u8 n  n bytes pyteleport version
     context  u64 n, n bytes     plain pickle: process context and manifest
     state    u64 n, n bytes     dill pickle protocol 5: the program
-    buffers  u32 count, then per buffer: u8 kind (b"a" a bytearray, b"b"
-             bytes, b"m" the memory of any other object, e.g. a NumPy
-             array), u64 n, n bytes (out-of-band pickle buffers)
-    trailer  b"PTEND" u32 crc32 of everything before the trailer
+    buffers  u32 count, then per buffer: u8 kind (b"a" bytearray, b"b" bytes),
+             u64 n, n bytes (out-of-band pickle buffers)
+    trailer  b"PTEND" u64 checksum of everything before the trailer
 
 The header is checked before anything else is read, and the checksum before
 anything is unpickled, so a payload from another Python, a truncated or a
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
-import zlib
+from . import _checksum
 from ._cpickle import PickleBuffer, loads as pickle_loads
 
 # importlib.util.MAGIC_NUMBER without importing importlib.util (milliseconds
@@ -52,20 +52,24 @@ class _Uint:
 
 
 class _Header:
-    """``struct.Struct("<8sHBB4sB")``: magic, format, Python major and minor,
-    bytecode magic, length of the pyteleport version that follows."""
-    size = 17
+    """``struct.Struct("<8sHBB4sBB")``: magic, format, Python major and minor,
+    bytecode magic, checksum kind, length of the pyteleport version that
+    follows."""
+    size = 18
 
-    def pack(self, magic: bytes, fmt: int, major: int, minor: int, bc_magic: bytes, n: int) -> bytes:
+    def pack(self, magic: bytes, fmt: int, major: int, minor: int, bc_magic: bytes, checksum: int,
+             n: int) -> bytes:
         if len(magic) != 8 or len(bc_magic) != 4:
             raise ValueError("bad header fields")
-        return magic + fmt.to_bytes(2, "little") + bytes((major, minor)) + bc_magic + bytes((n,))
+        return (magic + fmt.to_bytes(2, "little") + bytes((major, minor)) + bc_magic
+                + bytes((checksum, n)))
 
     def unpack(self, data) -> tuple:
         data = bytes(data)
         if len(data) != self.size:
             raise ValueError(f"expected {self.size} bytes, got {len(data)}")
-        return (data[:8], int.from_bytes(data[8:10], "little"), data[10], data[11], data[12:16], data[16])
+        return (data[:8], int.from_bytes(data[8:10], "little"), data[10], data[11], data[12:16],
+                data[16], data[17])
 
     def unpack_from(self, data, offset: int = 0) -> tuple:
         return self.unpack(data[offset:offset + self.size])
@@ -78,15 +82,15 @@ HEADER = _Header()
 U64 = _Uint(8)
 U32 = _Uint(4)
 TRAILER_MAGIC = b"PTEND"
+TRAILER_SIZE = len(TRAILER_MAGIC) + 8
 KIND_BYTEARRAY = b"a"
 KIND_BYTES = b"b"
-KIND_MEMORY = b"m"
 CHUNK = 1 << 20
 # parts this large are read into a buffer that is not zero-filled first
 RAW_ALLOC = 1 << 20
-# memory buffers this large are read into pages of their own, huge if the
-# kernel has them
-PAGES_ALLOC = 4 << 20
+# parts this large are read into transparent huge pages, where the kernel
+# has them
+HUGE_ALLOC = 4 << 20
 
 
 class PayloadError(Exception):
@@ -98,6 +102,8 @@ def _pyteleport_version() -> str:
     return __version__
 
 
+# a buffer this large is checksummed in a thread beside its write, if the
+# checksum releases the GIL and is slower than the write
 CRC_THREAD_MIN = 64 << 20
 
 
@@ -109,17 +115,15 @@ def _write_chunks(view, out, progress) -> None:
             progress(len(chunk))
 
 
-def _crc_beside(view, crc: int, write) -> int:
-    """``zlib.crc32(view, crc)``, computed in a thread while ``write()`` runs."""
+def _checksum_beside(view, checksum, write) -> None:
+    """``checksum.update(view)`` in a thread while ``write()`` runs."""
     import threading
-    result = []
-    worker = threading.Thread(target=lambda: result.append(zlib.crc32(view, crc)), daemon=True)
+    worker = threading.Thread(target=checksum.update, args=(view,), daemon=True)
     worker.start()
     try:
         write()
     finally:
         worker.join()
-    return result[0]
 
 
 class Payload:
@@ -137,30 +141,30 @@ class Payload:
     def size(self) -> int:
         return (HEADER.size + len(_pyteleport_version().encode()) + 8 + len(self.context)
                 + 8 + len(self.state) + 4 + sum(9 + memoryview(b).nbytes for b in self.buffers)
-                + len(TRAILER_MAGIC) + 4)
+                + TRAILER_SIZE)
 
-    def write_to(self, out, progress=None) -> None:
-        """Stream the payload to ``out`` without copying the buffers."""
-        crc = 0
+    def write_to(self, out, progress=None, checksum=None) -> None:
+        """Stream the payload to ``out`` without copying the buffers;
+        ``checksum``: a :mod:`_checksum` class (default: the fastest here)."""
+        digest = checksum() if checksum is not None else _checksum.best()
 
         def put(data):
-            nonlocal crc
             view = memoryview(data).cast("B")
-            if len(view) >= CRC_THREAD_MIN:
+            if len(view) >= CRC_THREAD_MIN and digest.threaded:
                 # a big buffer: checksum it in a thread while it is written
-                # (both release the GIL), so that the CRC costs no wall time
-                crc = _crc_beside(view, crc, lambda: _write_chunks(view, out, progress))
+                # (both release the GIL), so that it costs no wall time
+                _checksum_beside(view, digest, lambda: _write_chunks(view, out, progress))
                 return
             for start in range(0, len(view), CHUNK):
                 chunk = view[start:start + CHUNK]
-                crc = zlib.crc32(chunk, crc)
+                digest.update(chunk)
                 out.write(chunk)
                 if progress is not None:
                     progress(len(chunk))
 
         version = _pyteleport_version().encode()
         put(HEADER.pack(MAGIC, FORMAT_VERSION, sys.version_info[0], sys.version_info[1],
-                        MAGIC_NUMBER, len(version)) + version)
+                        MAGIC_NUMBER, digest.kind, len(version)) + version)
         put(U64.pack(len(self.context)))
         put(self.context)
         put(U64.pack(len(self.state)))
@@ -168,15 +172,11 @@ class Payload:
         put(U32.pack(len(self.buffers)))
         for b in self.buffers:
             raw = b.raw() if isinstance(b, PickleBuffer) else memoryview(b)
-            # a bytes object is rebuilt as bytes, read in place on the
-            # target; a bytearray as a bytearray; any other memory (NumPy
-            # arrays) is read into whatever memory loads fastest
-            owner = type(memoryview(b).obj)
-            kind = (KIND_BYTES if owner is bytes else KIND_BYTEARRAY if owner is bytearray
-                    else KIND_MEMORY)
+            # a bytes object is rebuilt as bytes, read in place on the target
+            kind = KIND_BYTES if type(memoryview(b).obj) is bytes else KIND_BYTEARRAY
             put(kind + U64.pack(raw.nbytes))
             put(raw)
-        trailer = TRAILER_MAGIC + U32.pack(crc)
+        trailer = TRAILER_MAGIC + U64.pack(digest.digest())
         out.write(trailer)
         out.flush()
         if progress is not None:
@@ -252,9 +252,11 @@ def _write_fd(payload: Payload, fd: int, label: str, sync: bool, truncate: bool 
 
 
 class Header:
-    __slots__ = ("format_version", "python", "bytecode_magic", "pyteleport_version")
+    __slots__ = ("format_version", "python", "bytecode_magic", "pyteleport_version", "checksum")
 
-    def __init__(self, format_version: int, python: tuple, bytecode_magic: bytes, version: str):
+    def __init__(self, format_version: int, python: tuple, bytecode_magic: bytes, version: str,
+                 checksum: str):
+        self.checksum = checksum
         self.format_version = format_version
         self.python = python
         self.bytecode_magic = bytecode_magic
@@ -276,7 +278,7 @@ def _bytes_left(stream) -> "int | None":
 class _Reader:
     def __init__(self, stream, progress=None):
         self.stream = stream
-        self.crc = 0
+        self.checksum = None     # known once the header is read
         self.progress = progress
         # the lengths in a payload are only checked by the trailer's CRC, at
         # the end: a corrupted length must not make the reader allocate
@@ -294,9 +296,6 @@ class _Reader:
                 raise MemoryError
             if kind == KIND_BYTES and n > 1:
                 buf, view = _fresh_bytes(n)
-            elif kind == KIND_MEMORY and n >= PAGES_ALLOC:
-                buf = _fresh_pages(n)
-                view = memoryview(buf)
             else:
                 buf = _fresh_bytearray(n) if n >= RAW_ALLOC else bytearray(n)
                 view = memoryview(buf)
@@ -308,7 +307,8 @@ class _Reader:
             k = self.stream.readinto(view[got:got + CHUNK])
             if not k:
                 raise PayloadError(f"truncated payload: the {what} ends after {got} of {n} bytes")
-            self.crc = zlib.crc32(view[got:got + k], self.crc)
+            if self.checksum is not None:
+                self.checksum.update(view[got:got + k])
             got += k
             if self.progress is not None:
                 self.progress(k)
@@ -328,25 +328,11 @@ def _fresh_bytearray(n: int) -> bytearray:
     ``bytearray(n)`` zero-fills it, which for a large buffer faults every
     page in before the read writes it again (a fifth of the target's CPU
     time for a 1 GiB array over ssh)."""
-    return _pythonapi("PyByteArray_FromStringAndSize")(None, n)
-
-
-def _fresh_pages(n: int):
-    """``n`` bytes of private anonymous memory, asking for transparent huge
-    pages: reading 256 MiB into them takes half the time of a ``bytearray``
-    (one page fault per 2 MiB instead of per 4 KiB)."""
-    import mmap
-    try:
-        pages = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE)
-    except OSError:
-        raise MemoryError from None
-    advice = getattr(mmap, "MADV_HUGEPAGE", None)
-    if advice is not None:
-        try:
-            pages.madvise(advice)
-        except OSError:       # a kernel without transparent huge pages
-            pass
-    return pages
+    buf = _pythonapi("PyByteArray_FromStringAndSize")(None, n)
+    if n >= HUGE_ALLOC:
+        import ctypes
+        _advise_huge_pages(ctypes.addressof(ctypes.c_char.from_buffer(buf)), n)
+    return buf
 
 
 def _fresh_bytes(n: int):
@@ -357,19 +343,41 @@ def _fresh_bytes(n: int):
     import ctypes
     obj = _pythonapi("PyBytes_FromStringAndSize")(None, n)
     data = id(obj) + sys.getsizeof(b"") - 1   # offset of ob_sval: the header size
+    if n >= HUGE_ALLOC:
+        _advise_huge_pages(data, n)
     return obj, memoryview((ctypes.c_char * n).from_address(data)).cast("B")
+
+
+def _advise_huge_pages(address: int, n: int) -> None:
+    """Ask Linux for transparent huge pages under the 2 MiB-aligned part of
+    ``n`` untouched bytes at ``address``: reading 64 MiB into them takes half
+    the time (one page fault per 2 MiB instead of per 4 KiB).  Where THP is
+    ``always`` this changes nothing, where it is ``never`` it is ignored."""
+    import mmap
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)      # Linux only
+    if advice is None:
+        return
+    import ctypes
+    huge = 2 << 20
+    start = (address + huge - 1) & ~(huge - 1)
+    end = (address + n) & ~(huge - 1)
+    if end > start:
+        madvise = ctypes.CDLL(None).madvise
+        madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+        madvise(start, end - start, advice)       # a failure only costs speed
 
 
 def read_header(reader: _Reader) -> Header:
     raw = reader.exact(HEADER.size, "header")
-    magic, fmt, major, minor, bc_magic, n = HEADER.unpack(bytes(raw))
+    magic, fmt, major, minor, bc_magic, checksum, n = HEADER.unpack(bytes(raw))
     if magic != MAGIC:
         raise PayloadError("not a pyteleport payload (bad magic bytes)")
     if fmt != FORMAT_VERSION:
         raise PayloadError(f"payload format {fmt} is not supported by this pyteleport "
                            f"(it reads format {FORMAT_VERSION}): resume it with the pyteleport "
                            f"version that wrote it")
-    version = bytes(reader.exact(n, "header")).decode("utf-8", "replace")
+    version_bytes = bytes(reader.exact(n, "header"))
+    version = version_bytes.decode("utf-8", "replace")
     here = sys.version_info[:2]
     if (major, minor) != here:
         raise PayloadError(f"payload was made by Python {major}.{minor} (pyteleport {version}); "
@@ -377,7 +385,16 @@ def read_header(reader: _Reader) -> Header:
     if bc_magic != MAGIC_NUMBER:
         raise PayloadError(f"payload was made by a Python {major}.{minor} build with another "
                            f"bytecode magic number; resume it with the same interpreter build")
-    return Header(fmt, (major, minor), bc_magic, version)
+    try:
+        reader.checksum = _checksum.of_kind(checksum)
+    except ValueError:
+        raise PayloadError(f"corrupted payload: unknown checksum kind {checksum}") from None
+    except ImportError as e:
+        raise PayloadError(f"this payload is checksummed with {_checksum.NAMES[checksum]}, which needs "
+                           f"the {e.name} module here: pip install {e.name}") from None
+    reader.checksum.update(raw)
+    reader.checksum.update(version_bytes)
+    return Header(fmt, (major, minor), bc_magic, version, _checksum.NAMES[checksum])
 
 
 def read(stream, progress=None):
@@ -391,14 +408,14 @@ def read(stream, progress=None):
     for i in range(count):
         head = reader.exact(9, f"buffer {i} length")
         kind, (n,) = bytes(head[:1]), U64.unpack(head[1:])
-        if kind not in (KIND_BYTES, KIND_BYTEARRAY, KIND_MEMORY):
+        if kind not in (KIND_BYTES, KIND_BYTEARRAY):
             raise PayloadError(f"corrupted payload: buffer {i} has an unknown kind")
         buffers.append(reader.exact(n, f"buffer {i}", kind))
-    expected = reader.crc
-    tail = stream.read(len(TRAILER_MAGIC) + 4)
-    if len(tail) != len(TRAILER_MAGIC) + 4 or not tail.startswith(TRAILER_MAGIC):
+    expected = reader.checksum.digest()
+    tail = stream.read(TRAILER_SIZE)
+    if len(tail) != TRAILER_SIZE or not tail.startswith(TRAILER_MAGIC):
         raise PayloadError("truncated or corrupted payload: the trailer is missing")
-    if U32.unpack(tail[len(TRAILER_MAGIC):])[0] != expected:
+    if U64.unpack(tail[len(TRAILER_MAGIC):])[0] != expected:
         raise PayloadError("corrupted payload: checksum mismatch")
     return header, Payload(context, state, buffers)
 
@@ -416,9 +433,10 @@ def rewrite_python_version(path: str, version: tuple) -> None:
     """Test helper: rewrite the Python version of a payload file, fixing the checksum."""
     with open(path, "rb") as f:
         data = bytearray(f.read())
-    magic, fmt, _, _, bc, n = HEADER.unpack_from(data)
-    HEADER.pack_into(data, 0, magic, fmt, version[0], version[1], bc, n)
-    body = data[:-(len(TRAILER_MAGIC) + 4)]
-    data[-4:] = U32.pack(zlib.crc32(body))
+    magic, fmt, _, _, bc, checksum, n = HEADER.unpack_from(data)
+    HEADER.pack_into(data, 0, magic, fmt, version[0], version[1], bc, checksum, n)
+    digest = _checksum.of_kind(checksum)
+    digest.update(data[:-TRAILER_SIZE])
+    data[-8:] = U64.pack(digest.digest())
     with open(path, "wb") as f:
         f.write(data)

@@ -50,7 +50,8 @@ def _inspect(path: str) -> int:
     size = os.path.getsize(path)
     print(f"payload:     {path} ({size:,} bytes; program state {state_len:,} bytes)")
     print(f"python:      {header.python[0]}.{header.python[1]}")
-    print(f"pyteleport:  {header.pyteleport_version} (format {header.format_version})")
+    print(f"pyteleport:  {header.pyteleport_version} (format {header.format_version}, checksum "
+          f"{header.checksum})")
     print(f"directory:   {ctx['cwd']}")
     print(f"argv:        {ctx['argv']}")
     print("frames (outermost first):")
@@ -70,8 +71,8 @@ def _inspect_dir(path: str) -> int:
         return 2
     print(f"MPI checkpoint: {path} ({manifest.ranks} ranks, Python {manifest.python[0]}."
           f"{manifest.python[1]}, pyteleport {manifest.version}, id {manifest.id})")
-    for rank, (size, crc) in enumerate(manifest.files):
-        print(f"  {rank_file(rank, manifest.slot)}: {size:,} bytes, crc32 {crc:08x}")
+    for rank, (size, checksum) in enumerate(manifest.files):
+        print(f"  {rank_file(rank, manifest.slot)}: {size:,} bytes, checksum {checksum:016x}")
     return _inspect(os.path.join(path, rank_file(0, manifest.slot)))
 
 

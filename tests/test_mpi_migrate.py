@@ -203,7 +203,7 @@ def test_inspect_directory(saved_dir: Path) -> None:
     for rank in (0, 1):
         name = f"rank-{rank}.a.pyteleport"
         size = (saved_dir / name).stat().st_size
-        assert re.fullmatch(rf"  {name}: {size:,} bytes, crc32 [0-9a-f]{{8}}", lines[1 + rank])
+        assert re.fullmatch(rf"  {name}: {size:,} bytes, checksum [0-9a-f]{{16}}", lines[1 + rank])
     assert lines[3].startswith("payload:     ckpt0/rank-0.a.pyteleport")
     source = PROGRAM.splitlines()
     call = next(i for i, line in enumerate(source, 1) if "pyteleport.mpi.checkpoint(" in line)

@@ -1,6 +1,9 @@
-"""A checkpoint holding a buffer big enough to be checksummed in a thread
-while it is written (pyteleport._payload.CRC_THREAD_MIN): it resumes with the
-same data, and a flipped byte inside the buffer is refused."""
+"""Checkpoints holding big buffers: they resume with the same data, with
+either checksum (CRC-32 checksums a buffer this big in a thread while it is
+written: pyteleport._payload.CRC_THREAD_MIN), and a flipped byte inside a
+buffer is refused."""
+import pytest
+
 from progs import describe, run_python, write_program
 
 PROG = """\
@@ -16,11 +19,14 @@ else:
 """
 
 
-def test_big_buffer_checkpoint_resumes_and_detects_corruption(tmp_path):
+@pytest.mark.parametrize("checksum", ["crc32", "xxh3-64"])
+def test_big_buffer_checkpoint_resumes_and_detects_corruption(tmp_path, checksum):
     prog = write_program(tmp_path, PROG)
     payload = tmp_path / "ckpt.bin"
-    written = run_python([prog, payload], tmp_path)
+    written = run_python([prog, payload], tmp_path, env_extra={"PYTELEPORT_CHECKSUM": checksum})
     assert written.stdout == "written\n", describe(written)
+    inspect = run_python(["-m", "pyteleport", "inspect", payload], tmp_path)
+    assert f"checksum {checksum})" in inspect.stdout, describe(inspect)
     resumed = run_python(["-m", "pyteleport", "resume", payload], tmp_path)
     assert resumed.returncode == 0, describe(resumed)
     assert resumed.stdout == f"resumed {80 << 20} True\n", describe(resumed)
@@ -70,3 +76,22 @@ def test_numpy_arrays_resume_writable_and_move_again(tmp_path):
     assert resumed.stdout == f"resumed {state}\nwritten again\n", describe(resumed)
     again = run_python(["-m", "pyteleport", "resume", payload], tmp_path)
     assert again.stdout == f"resumed again {state}\n", describe(again)
+
+
+def test_a_payload_needing_a_missing_checksum_module_is_refused(tmp_path):
+    """Written with xxh3-64, resumed where xxhash cannot be imported: one line
+    saying what to install, nothing run."""
+    prog = write_program(tmp_path, PROG.replace("80 * 4096", "4096"))
+    payload = tmp_path / "ckpt.bin"
+    written = run_python([prog, payload], tmp_path)
+    assert written.stdout == "written\n", describe(written)
+    blocked = tmp_path / "blocked"
+    blocked.mkdir()
+    (blocked / "xxhash.py").write_text("raise ImportError('no xxhash here', name='xxhash')\n")
+    import os
+    path = os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])
+    proc = run_python(["-m", "pyteleport", "resume", payload], tmp_path, env_extra={"PYTHONPATH": path})
+    assert proc.returncode == 2, describe(proc)
+    assert proc.stdout == "", describe(proc)
+    assert proc.stderr == ("pyteleport: this payload is checksummed with xxh3-64, which "
+                           "needs the xxhash module here: pip install xxhash\n"), describe(proc)

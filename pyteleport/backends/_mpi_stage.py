@@ -8,6 +8,8 @@ report:
   manifest: an MPI checkpoint directory, see ``_mpi_dir``);
 * ``status.<rank>``: each rank's verdict (the restore entry's status line);
   ``status.pid<pid>`` for a process that could not tell its rank;
+* ``ready``: a FIFO the source holds open and waits on; each rank writes a
+  byte once its verdict is written, so that the source wakes at once;
 * ``go``: a FIFO the source holds open.  Once every rank has confirmed, the
   source writes one byte per rank and closes it (commit); to give up it
   closes it without writing, and the ranks exit without running anything.
@@ -26,7 +28,7 @@ from typing import Dict, Optional, Tuple
 from .._errors import TeleportError
 from .._progress import Progress
 from .._restore import parse_status
-from ._mpi_rank import GO
+from ._mpi_rank import GO, READY
 
 
 class Stage:
@@ -37,12 +39,17 @@ class Stage:
         self.what = what
         # mode 0700; or a private directory the caller made (pyteleport.mpi.teleport)
         self.path = path or tempfile.mkdtemp(prefix="pyteleport-mpi-")
+        self.go_fd: Optional[int] = None
+        self.ready_fd: Optional[int] = None
         try:
             os.mkfifo(os.path.join(self.path, "go"), 0o600)
             # read-write: opening never blocks, and the ranks' reads block
             # until the verdict instead of seeing an early end of file
-            self.go_fd: Optional[int] = os.open(os.path.join(self.path, "go"), os.O_RDWR)
+            self.go_fd = os.open(os.path.join(self.path, "go"), os.O_RDWR)
+            os.mkfifo(os.path.join(self.path, READY), 0o600)
+            self.ready_fd = os.open(os.path.join(self.path, READY), os.O_RDWR | os.O_NONBLOCK)
         except OSError as e:
+            self._close_fds()
             self.remove()
             raise TeleportError(f"{what}: cannot prepare the stage directory {self.path}: {e}") from None
 
@@ -78,6 +85,7 @@ class Stage:
     def wait_verdict(self, proc: subprocess.Popen, timeout: float) -> None:
         """Return once every rank confirmed; raise :class:`TeleportError` at
         the first refusal, if the launcher ends first, or after ``timeout``."""
+        import select
         deadline = time.monotonic() + timeout
         pause = 0.001
         while True:
@@ -99,22 +107,30 @@ class Stage:
                     f"{self.what}: {self.n - len(found)} of {self.n} ranks did not confirm the move "
                     f"within {timeout:g} s (they are stopped; raise handoff_timeout or "
                     "PYTELEPORT_HANDOFF_TIMEOUT if starting and rebuilding takes longer)")
-            time.sleep(pause)
+            # woken by a rank's byte on the ready FIFO; the pause bounds how
+            # late a refusal or the launcher's end is seen
+            if select.select([self.ready_fd], [], [], pause)[0]:
+                try:
+                    os.read(self.ready_fd, 4096)
+                except BlockingIOError:
+                    pass
             pause = min(pause * 2, 0.05)
 
     def commit(self) -> None:
         """Let every rank run the program."""
         os.write(self.go_fd, GO * self.n)   # n bytes < PIPE_BUF: one atomic write
-        self._close_go()
+        self._close_fds()
 
     def abort(self) -> None:
         """Tell every rank, present or still starting, to exit."""
-        self._close_go()
+        self._close_fds()
 
-    def _close_go(self) -> None:
-        if self.go_fd is not None:
-            os.close(self.go_fd)
-            self.go_fd = None
+    def _close_fds(self) -> None:
+        for name in ("go_fd", "ready_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
 
     def remove(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)

@@ -36,6 +36,7 @@ import time
 import zlib
 from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Union
 
+from .. import _checksum
 from .._errors import TeleportError
 from . import Backend, Target, _boot, handoff_timeout_option
 
@@ -346,7 +347,9 @@ class StreamBackend(Backend):
                 log.debug("%s: shipped files: %d sent (%d bytes), %d from the target's cache (%d bytes)",
                           what, sent, sent_bytes, len(files) - sent,
                           sum(f.size for f in files) - sent_bytes)
-            moved.write_to(ch, progress)
+            # CRC-32: the target may have pyteleport as shipped source,
+            # without the compiled xxhash
+            moved.write_to(ch, progress, checksum=_checksum.Crc32)
         except BrokenPipeError:
             pass   # the target stopped reading: its status says why
         finally:
