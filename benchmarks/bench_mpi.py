@@ -19,8 +19,8 @@ once per rank, measured separately, serially: an upper bound).
 ``mpirun``, each holding a NumPy array of SIZE bytes (256 MiB by default),
 write a checkpoint directory (again and again into the same one, as a job
 does); figure: from a barrier before the call to a barrier after it.
-Baseline, in the same run and the same ranks: each rank ``numpy.save``\ s
-its array into the same folder, between the same barriers.  Goal: within
+Baseline, in the same run and the same ranks: each rank writes
+its array with ``numpy.save`` into the same folder, between the same barriers.  Goal: within
 1.3x.  Like for like: ``checkpoint(sync=False)`` against ``numpy.save``
 (neither forces the data to disk), and the default ``checkpoint()``, which
 fsyncs every file before the manifest commits them, against ``numpy.save``
