@@ -23,14 +23,22 @@ recorded = []
 collective = False
 
 # environment variables a launcher sets for one launch only: never carried
-# into another launch (a stale PMI_FD or PMI_PORT breaks MPI_Init there)
-LAUNCH_PREFIXES = ("PMI_", "PMIX_", "HYDRA_", "HYD_", "MPIR_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS",
-                   "OMPI_COMM_WORLD_", "OMPI_MCA_ess_", "OMPI_MCA_orte_", "OMPI_MCA_pmix",
-                   "OMPI_UNIVERSE_SIZE", "OMPI_FILE_LOCATION", "PRTE_", "MV2_COMM_WORLD_")
+# into another launch (a stale PMI_FD or PMIX_SERVER_URI breaks MPI_Init
+# there).  As set by MPICH's hydra (PMI_*, HYDI_*, MPI_LOCAL*), Open MPI 4
+# (OMPI_MCA_ess_/orte_/pmix*) and 5 (PRRTE, PMIx), MVAPICH.
+LAUNCH_PREFIXES = ("PMI_", "PMIX_", "HYDI_", "MPI_LOCALRANKID", "MPI_LOCALNRANKS",
+                   "OMPI_COMM_WORLD_", "OMPI_WORLD_", "OMPI_UNIVERSE_SIZE", "OMPI_FILE_LOCATION",
+                   "OMPI_ARGV", "OMPI_COMMAND", "OMPI_NUM_APP_CTX", "OMPI_APP_CTX_",
+                   "OMPI_FIRST_RANKS", "OMPI_MCA_PREFIXES", "OMPI_MCA_cpu_type",
+                   "OMPI_MCA_initial_wdir", "OMPI_MCA_num_procs", "OMPI_MCA_ess_", "OMPI_MCA_orte_",
+                   "OMPI_MCA_pmix", "PRTE_", "MV2_COMM_WORLD_")
+# ... but these are the user's settings (MCA parameters of PMIx and PRRTE,
+# such as oversubscription), which the next launch needs as much as this one
+USER_PREFIXES = ("PMIX_MCA_", "PRTE_MCA_")
 
 
 def is_launch_variable(name: str) -> bool:
-    return name.startswith(LAUNCH_PREFIXES)
+    return name.startswith(LAUNCH_PREFIXES) and not name.startswith(USER_PREFIXES)
 
 
 def mpi():

@@ -232,3 +232,24 @@ say("world", comm.Get_size(), "rank", comm.Get_rank(), "sum", comm.allreduce(com
     assert [(w, t) for _, w, t in lines.pop("None")] == [("SAME", "source world 1")], describe(proc)
     assert {r: [(w, t) for _, w, t in got] for r, got in lines.items()} == {
         "0": [("MOVED", "world 2 rank 0 sum 3")], "1": [("MOVED", "world 2 rank 1 sum 3")]}, describe(proc)
+
+
+def test_the_users_mpi_settings_reach_the_ranks(tmp_path: Path) -> None:
+    """Variables that configure MPI (MPICH CVARs, hydra's, PMIx's and
+    PRRTE's MCA parameters) are the user's, not the launch's: the ranks
+    started by the backend see them; the variables of the launch the
+    source is itself part of do not leak into the new one."""
+    settings = {"MPIR_CVAR_ASYNC_PROGRESS": "0", "HYDRA_DEBUG": "0", "PMIX_MCA_pyteleport_test": "1",
+                "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe"}
+    prog = tmp_path / "prog.py"
+    prog.write_text(PRELUDE + f"""
+import os
+names = {sorted(settings)!r}
+pyteleport.teleport(backend="mpirun", n=2)
+say("settings", [os.environ.get(name) for name in names], "stale", os.environ.get("PMI_STALE"))
+""")
+    proc = _run([sys.executable, str(prog)], tmp_path, **settings, PMI_STALE="from an old launch")
+    assert proc.returncode == 0, describe(proc)
+    want = [("MOVED", f"settings {[settings[k] for k in sorted(settings)]} stale None")]
+    assert {r: [(w, t) for _, w, t in got] for r, got in _by_rank(proc.stdout).items()} == {
+        "0": want, "1": want}, describe(proc)

@@ -110,4 +110,14 @@ def main(argv=None) -> None:
 
     from .. import _restore
     _restore.restore(stream, status_fd, launch_env=launch_env, task_index=rank,
+                     after_context=lambda: _drop_stale_launch_variables(launch_env),
                      before_run=lambda: _wait_for_go(go_fd, stage))
+
+
+def _drop_stale_launch_variables(launch_env) -> None:
+    """The program's environment came with the source's; variables of an
+    MPI launch the source was part of are not this launch's (a stale
+    PMI_PORT or PMIX_SERVER_URI would break MPI_Init here)."""
+    from .._mpi_world import is_launch_variable
+    for name in [k for k in os.environ if is_launch_variable(k) and k not in launch_env]:
+        del os.environ[name]
