@@ -20,6 +20,7 @@ from typing import Dict, List
 import pytest
 
 from mpilaunch import LAUNCHER, describe, run
+from progs import processes
 
 TIMEOUT = 120
 
@@ -198,7 +199,7 @@ def test_handoff_timeout_setup_and_exit_code(tmp_path: Path) -> None:
     prog = tmp_path / "prog.py"
     prog.write_text(PRELUDE + """
 try:
-    pyteleport.teleport(backend="mpirun", n=2, setup="sleep 2", handoff_timeout=1)
+    pyteleport.teleport(backend="mpirun", n=2, setup="sleep 31.5", handoff_timeout=1)
 except pyteleport.TeleportError as e:
     say("ERROR", e)
 pyteleport.teleport(backend="mpirun", n=2, setup="export FROM_SETUP=ok")
@@ -210,6 +211,7 @@ sys.exit(3)
     lines = _by_rank(proc.stdout)
     before = lines.pop("None")
     assert len(before) == 1 and "did not confirm the move within 1 s" in before[0][2], describe(proc)
+    assert processes(["sleep", "31.5"]) == [], "the hung setup outlived the abandoned launch"
     assert sorted(lines) == ["0", "1"]
     for got in lines.values():
         assert [(w, t) for _, w, t in got] == [("MOVED", "from setup ok")], describe(proc)

@@ -197,15 +197,22 @@ def _exists(command: str) -> bool:
 
 def _stop(proc: subprocess.Popen) -> None:
     """After an abort: let the launcher end (its ranks exit on their own),
-    else terminate it, else kill it."""
+    else terminate it, else kill it, and then what it had started (a
+    ``setup`` command the shell was waiting for would outlive it)."""
+    from . import _proctree
+    started = None
     for action, grace in ((None, _ABORT_GRACE), (signal.SIGTERM, 3.0), (signal.SIGKILL, None)):
         if action is not None and proc.poll() is None:
+            if started is None:     # before they are orphaned and lose their parent
+                started = _proctree.descendants(proc.pid)
             try:
                 proc.send_signal(action)
             except ProcessLookupError:
                 pass
         try:
             proc.wait(grace)
-            return
+            break
         except subprocess.TimeoutExpired:
             continue
+    if started:
+        _proctree.kill_survivors(started)
