@@ -352,10 +352,13 @@ def _advise_huge_pages(address: int, n: int) -> None:
     """Ask Linux for transparent huge pages under the 2 MiB-aligned part of
     ``n`` untouched bytes at ``address``: reading 64 MiB into them takes half
     the time (one page fault per 2 MiB instead of per 4 KiB).  Where THP is
-    ``always`` this changes nothing, where it is ``never`` it is ignored."""
+    ``always`` this changes nothing, where it is ``never`` it is ignored.
+    NumPy does the same for its large arrays, and the first such fault may
+    wait for the kernel to compact memory; ``NUMPY_MADVISE_HUGEPAGE=0``,
+    NumPy's switch, turns it off for both."""
     import mmap
     advice = getattr(mmap, "MADV_HUGEPAGE", None)      # Linux only
-    if advice is None:
+    if advice is None or os.environ.get("NUMPY_MADVISE_HUGEPAGE") == "0":
         return
     import ctypes
     huge = 2 << 20

@@ -95,3 +95,37 @@ def test_a_payload_needing_a_missing_checksum_module_is_refused(tmp_path):
     assert proc.stdout == "", describe(proc)
     assert proc.stderr == ("pyteleport: this payload is checksummed with xxh3-64, which "
                            "needs the xxhash module here: pip install xxhash\n"), describe(proc)
+
+
+HUGE_PROG = """\
+import sys
+import pyteleport
+data = bytearray(range(256)) * (32 * 4096)          # 32 MiB
+if pyteleport.checkpoint(sys.argv[1]):
+    with open("/proc/self/smaps_rollup") as f:
+        kib = sum(int(line.split()[1]) for line in f if line.startswith("AnonHugePages:"))
+    print("resumed", data[:4] == bytearray(range(4)), "huge", kib >= 16 << 10, flush=True)
+else:
+    print("written", flush=True)
+"""
+
+
+def _thp_mode() -> str:
+    with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+        return f.read().split("[")[1].split("]")[0]
+
+
+@pytest.mark.parametrize("advice", ["default", "NUMPY_MADVISE_HUGEPAGE=0"])
+def test_big_buffers_are_read_into_huge_pages(tmp_path, advice):
+    """Parts of 4 MiB or more are read into transparent huge pages (where the
+    kernel gives them on request: THP 'madvise' or 'always'), unless
+    NUMPY_MADVISE_HUGEPAGE=0 says no, as it does to NumPy."""
+    prog = write_program(tmp_path, HUGE_PROG)
+    payload = tmp_path / "ckpt.bin"
+    written = run_python([prog, payload], tmp_path)
+    assert written.stdout == "written\n", describe(written)
+    env = {"NUMPY_MADVISE_HUGEPAGE": "0"} if advice != "default" else {}
+    resumed = run_python(["-m", "pyteleport", "resume", payload], tmp_path, env_extra=env)
+    mode = _thp_mode()
+    huge = mode == "always" or (mode == "madvise" and advice == "default")
+    assert resumed.stdout == f"resumed True huge {huge}\n", describe(resumed) + f"THP: {mode}"
