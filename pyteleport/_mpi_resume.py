@@ -65,11 +65,13 @@ class _Ranks:
     rebuilt its program, or the first rank's reason why not; ``go_fd``: wait
     on it before running; ``loaded``: called by rank 0 once every rank has
     read its payload; ``protect``: ``(stage, signal, max_restarts)`` of a
-    Slurm job surviving time limits (see _mpi_protect)."""
+    Slurm job surviving time limits (see _mpi_protect); ``launch_env``: the
+    environment the launch started this rank with."""
 
     def __init__(self, where: str, size_message, rank: int, ranks: int, status_fd=None,
-                 verdict_fd=None, go_fd=None, loaded=None, protect=None):
+                 verdict_fd=None, go_fd=None, loaded=None, protect=None, launch_env=None):
         self.where = where
+        self.launch_env = launch_env if launch_env is not None else {}
         self.size_message = size_message
         self.rank = rank
         self.ranks = ranks
@@ -95,7 +97,8 @@ class _Ranks:
             os._exit(EXIT_REFUSED)
 
     def after_context(self) -> None:
-        from ._mpi_world import mpi
+        from ._mpi_world import drop_stale_launch_variables, mpi
+        drop_stale_launch_variables(self.launch_env)     # before MPI_Init reads them
         size = mpi().COMM_WORLD.Get_size()
         if size != self.ranks:
             _refuse(self.size_message(size), self.rank == 0, fd=self.verdict_fd)
@@ -209,7 +212,8 @@ def _resume(path, rank, ranks, size_message, status_path, verdict_path, go_path,
     except OSError as e:
         _refuse(f"rank {rank}: cannot open {e.filename}: {e.strerror}", True, None,
                 status_fd if status_fd is not None else verdict_fd)
-    agreements = _Ranks(path, size_message, rank, ranks, status_fd, verdict_fd, go_fd, loaded, protect)
+    agreements = _Ranks(path, size_message, rank, ranks, status_fd, verdict_fd, go_fd, loaded, protect,
+                        launch_env)
     from . import _restore
     _restore.restore(stream, status_fd, launch_env=launch_env, task_index=rank,
                      after_context=agreements.after_context, before_run=agreements.before_run,

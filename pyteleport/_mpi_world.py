@@ -11,6 +11,7 @@ rank replays the same calls in the same order: they are collective.
 This module runs in every resumed rank: standard library only, and mpi4py
 is imported only when a program that used MPI is rebuilt.
 """
+import os
 import sys
 
 # (communicator, recipe) in creation order; a recipe is one of
@@ -39,6 +40,15 @@ USER_PREFIXES = ("PMIX_MCA_", "PRTE_MCA_")
 
 def is_launch_variable(name: str) -> bool:
     return name.startswith(LAUNCH_PREFIXES) and not name.startswith(USER_PREFIXES)
+
+
+def drop_stale_launch_variables(launch_env) -> None:
+    """In a rank, once the program's environment is restored: variables of
+    an MPI launch the source was part of are not this launch's (a stale
+    PMI_PORT or PMIX_SERVER_URI would break MPI_Init here); ``launch_env``
+    is the environment this launch started the rank with."""
+    for name in [k for k in os.environ if is_launch_variable(k) and k not in launch_env]:
+        del os.environ[name]
 
 
 def mpi():

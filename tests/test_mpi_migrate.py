@@ -445,7 +445,8 @@ comm = MPI.COMM_WORLD
 rank = comm.Get_rank()
 part = sum(grid[rank::comm.Get_size()])
 line = f"rank {rank} task {pyteleport.task_index()} of {comm.Get_size()} pid {os.getpid()} " \\
-       f"job {os.environ['SLURM_JOB_ID']} part {part} total {comm.allreduce(part)}\\n"
+       f"job {os.environ['SLURM_JOB_ID']} part {part} total {comm.allreduce(part)} " \\
+       f"stale {os.environ.get('PMI_STALE')}\\n"
 os.write(1, line.encode())
 """
 
@@ -455,7 +456,8 @@ os.write(1, line.encode())
 def test_slurm_fanout_into_mpi_ranks(tmp_path: Path, launcher) -> None:
     options = "" if launcher is None else f", mpi_launcher={launcher!r}"
     (tmp_path / "prog.py").write_text(SLURM_FANOUT.replace("NTASKS", "2").replace(", wait=True", ", wait=True" + options))
-    proc = run([sys.executable, tmp_path / "prog.py"], tmp_path)
+    # a variable of an MPI launch the source would be part of: not the ranks'
+    proc = run([sys.executable, tmp_path / "prog.py"], tmp_path, PMI_STALE="from an old launch")
     assert proc.returncode == 0, describe(proc)
     lines = proc.stdout.splitlines()
     login = lines.pop(0).split()
@@ -466,6 +468,7 @@ def test_slurm_fanout_into_mpi_ranks(tmp_path: Path, launcher) -> None:
     assert len({w[9] for w in got}) == 1, describe(proc)                  # one job
     want = [sum(i * i for i in range(r, 10, 2)) for r in (0, 1)]
     assert [int(w[11]) for w in got] == want and {int(w[13]) for w in got} == {sum(want)}
+    assert [w[14:] for w in got] == [["stale", "None"]] * 2, describe(proc)
     assert not (tmp_path / "stage").exists() or os.listdir(tmp_path / "stage") == []
 
 

@@ -109,15 +109,8 @@ def main(argv=None) -> None:
         _refuse(stage, f"status.pid{os.getpid()}", f"rank {rank}: cannot use the stage directory: {e}")
 
     from .. import _restore
+    from .._mpi_world import drop_stale_launch_variables
     _restore.restore(stream, status_fd, launch_env=launch_env, task_index=rank,
-                     after_context=lambda: _drop_stale_launch_variables(launch_env),
+                     after_context=lambda: drop_stale_launch_variables(launch_env),
                      before_run=lambda: _wait_for_go(go_fd, stage))
 
-
-def _drop_stale_launch_variables(launch_env) -> None:
-    """The program's environment came with the source's; variables of an
-    MPI launch the source was part of are not this launch's (a stale
-    PMI_PORT or PMIX_SERVER_URI would break MPI_Init here)."""
-    from .._mpi_world import is_launch_variable
-    for name in [k for k in os.environ if is_launch_variable(k) and k not in launch_env]:
-        del os.environ[name]
