@@ -137,9 +137,9 @@ def moved(size: int, directory: str) -> float:
     return _last(out, "T1") - _last(out, "T0")
 
 
-def bare(launcher: str, imports: str = "", code: str = BARE, cwd=None) -> float:
+def bare(launcher: str, code: str = BARE, cwd=None) -> float:
     t0 = time.time()
-    out = subprocess.run([launcher, "-n", str(RANKS), sys.executable, "-c", imports + code], env=_env(),
+    out = subprocess.run([launcher, "-n", str(RANKS), sys.executable, "-c", code], env=_env(),
                          capture_output=True, text=True, check=True, cwd=cwd).stdout
     return _last(out, "T1") - t0
 

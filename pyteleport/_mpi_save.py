@@ -70,10 +70,11 @@ def save(comm, frame, directory: str, result, what: str = "pyteleport.mpi.checkp
     from ._payload import overwrite_file, sync_option
     rank, size = comm.Get_rank(), comm.Get_size()
     directory = os.path.abspath(os.fspath(directory))
-    try:
-        sync = sync_option(sync, what)
-    except TeleportError as e:
-        sync = e
+    if rank == 0:     # rank 0 decides for all (a bad value: the error, for all)
+        try:
+            sync = sync_option(sync, what)
+        except TeleportError as e:
+            sync = e
     comm.Barrier()       # no message of the program is in flight past this point
     # rank 0's view of the path, of the options and a new id, for every rank
     checkpoint_id, directory, sync = comm.bcast((secrets.token_hex(8), directory, sync), root=0)

@@ -280,7 +280,7 @@ class _Reader:
         self.stream = stream
         self.checksum = None     # known once the header is read
         self.progress = progress
-        # the lengths in a payload are only checked by the trailer's CRC, at
+        # the lengths in a payload are only checked by the trailer's checksum, at
         # the end: a corrupted length must not make the reader allocate
         # terabytes first, so it is checked against what the file holds
         self.left = _bytes_left(stream)
