@@ -337,8 +337,8 @@ import traceback
 
 t = time.perf_counter()
 import pyteleport
-import pyteleport._pack
-import pyteleport._morph_build   # the compiler (bytecode), loaded by a first compile
+import pyteleport._core.pack
+import pyteleport._core.morph_build   # the compiler (bytecode), loaded by a first compile
 import pyteleport.backends
 IMPORT_S = time.perf_counter() - t
 
@@ -348,7 +348,7 @@ REPEATS = int(sys.argv[2])
 
 def do_pack():
     # what teleport() does: pack the frame that called it
-    return pyteleport._pack.pack(sys._getframe(1), None)
+    return pyteleport._core.pack.pack(sys._getframe(1), None)
 
 
 def rec(n):
@@ -371,6 +371,16 @@ def rec(n):
 
 out = rec(DEPTH)
 out["import"] = IMPORT_S
+# the module-state part of pack() alone (pyteleport/_state): scanning the
+# modules, the adapters' save()
+from pyteleport._state import modules as state_modules, registry as state_registry
+state = []
+for _ in range(REPEATS):
+    t = time.perf_counter()
+    state_modules.module_attrs({}, [])
+    state_registry.collect()
+    state.append(time.perf_counter() - t)
+out["state"] = state
 print("BENCH_JSON " + json.dumps(out))
 """
 
@@ -407,10 +417,16 @@ def bench_pack(ctx, res: Results):
                 baseline_name="traceback.extract_stack()", ratio=warm / tb if tb else None,
                 goal=goal, passed=passed(warm))
         res.add(sec, f"payload size at {name}", d["size"] / 1024, "KiB")
+        if depth == 1 and d.get("state"):
+            state = median(d["state"]) * 1000
+            res.add(sec, "module state within pack() (scan of every module + adapters' save)", state,
+                    "ms", baseline=warm, baseline_name="pack() depth 1, repeated",
+                    ratio=state / warm if warm else None,
+                    note="pyteleport/_state: included in the pack() times above")
     if imports:
         res.add(sec, "loading the snapshot machinery (first teleport)", median(imports) * 1000, "ms",
-                note="import of pyteleport._pack, pyteleport.backends and the compiler "
-                     "(pyteleport._morph_build: bytecode), not included in the pack() times above; "
+                note="import of pyteleport._core.pack, pyteleport.backends and the compiler "
+                     "(pyteleport._core.morph_build: bytecode), not included in the pack() times above; "
                      "a move whose templates are in the on-disk cache does not load the compiler")
 
 
@@ -581,9 +597,9 @@ INSPECT_SCRIPT = """\
 import json
 import pickle
 import sys
-from pyteleport import _payload
+from pyteleport._payload import container
 with open(sys.argv[1], "rb") as f:
-    header, ctx, state_len = _payload.read_context(f)
+    header, ctx, state_len = container.read_context(f)
 print("BENCH_JSON " + json.dumps(dict(
     context=len(pickle.dumps(ctx, protocol=4)),
     environ=len(pickle.dumps(ctx.get("environ", {}), protocol=4)),
@@ -735,7 +751,7 @@ def _main(ctx, args) -> int:
     version, has_numpy = probe.stdout.split()
     ctx.has_numpy = has_numpy == "True"
     # fill the bytecode cache for everything the measured programs import
-    warm = ("import json, pickle, subprocess, traceback, dill, pyteleport._pack, pyteleport._restore, "
+    warm = ("import json, pickle, subprocess, traceback, dill, pyteleport._core.pack, pyteleport._core.restore, "
             "pyteleport.backends.local, pyteleport.cli" + (", numpy" if ctx.has_numpy else ""))
     run([ctx.python, "-c", warm], env=ctx.env, timeout=120)
     try:

@@ -9,3 +9,7 @@ class TeleportError(RuntimeError):
     The message names the frame (``file:line, in function``), the object and
     the reason.
     """
+
+
+# shown (tracebacks, repr) and pickled as the public name
+TeleportError.__module__ = "pyteleport"

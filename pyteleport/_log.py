@@ -34,3 +34,13 @@ def error(msg: str, *args) -> None:
     log = logger()
     if log is not None:
         log.error(msg, *args)
+
+
+def notice(message: str) -> None:
+    """One line on stderr that the user must see whether or not the program
+    configured logging (a program saved at a signal, a job requeued)."""
+    try:
+        sys.stderr.write(f"pyteleport: {message}\n")
+        sys.stderr.flush()
+    except (AttributeError, ValueError, OSError):   # no stderr, or closed
+        pass

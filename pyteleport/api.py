@@ -60,13 +60,26 @@ def _teleport(frame, backend, **options) -> None:
     if backend is None:
         backend = os.environ.get("PYTELEPORT_BACKEND") or "local"
     impl = backends.get_backend(backend, **options)
+    cell = None
+    if "IPython" in sys.modules:      # a notebook cell moves alone, and comes back
+        from ._notebook.kernel import cell_move
+        cell = cell_move(frame)
+    if cell is None:
+        _move(frame, impl, None)
+    from ._notebook import streams
+    if not streams.needed():
+        _move(frame, impl, cell)
+    with streams.Relay():             # the target's output reaches the cell
+        _move(frame, impl, cell)
+
+
+def _move(frame, impl, cell) -> None:
     # a backend may start connecting while the program is packed
     prepare = getattr(impl, "prepare", None)
     if prepare is not None:
         prepare()
     try:
-        from . import _pack
-        payload = _pack.pack(frame, None)
+        payload = _pack_program(frame, cell)
     except BaseException:
         cancel = getattr(impl, "cancel", None)
         if cancel is not None:
@@ -74,10 +87,34 @@ def _teleport(frame, backend, **options) -> None:
         raise
     del frame
     _flush_std()
-    target = impl.spawn(payload)
-    code = target.wait()
+    try:
+        target = impl.spawn(payload)
+    except KeyboardInterrupt:
+        # Ctrl-C while the target started (a job pending): the backend stopped
+        # what it started; the program gets it here, not inside pyteleport
+        raise KeyboardInterrupt from None
+    code = _wait(target)
     _flush_std()
+    if cell is not None:
+        cell.finish(code, f"the {impl.name} backend")     # raises: the cell stops here
     os._exit(code)
+
+
+def _pack_program(frame, cell):
+    from ._core import pack as _pack
+    if cell is None:
+        return _pack.pack(frame, None)
+    try:
+        return _pack.pack(frame, None, cell.context(), cell=cell)
+    except TeleportError:
+        # a cell's namespace goes without what cannot be serialised (it is said)
+        from ._core.pack import _compile_suspended
+        from ._payload.pickler import unpicklable
+        bad = unpicklable(cell.namespace(), {}, _compile_suspended, {})
+        if not bad:
+            raise
+        cell.leave_out(bad)
+        return _pack.pack(frame, None, cell.context(), cell=cell)
 
 
 def checkpoint(path: Union[str, os.PathLike], *, sync: Optional[bool] = None) -> bool:
@@ -90,8 +127,8 @@ def checkpoint(path: Union[str, os.PathLike], *, sync: Optional[bool] = None) ->
     before the call returns, so that it survives a crash of the machine;
     without, it still survives the program being killed.
     """
-    from . import _pack
-    from ._payload import sync_option, write_file
+    from ._core import pack as _pack
+    from ._payload.container import sync_option, write_file
     durable = sync_option(sync, "pyteleport.checkpoint")
     payload = _pack.pack(sys._getframe(1), True)
     path = os.fspath(path)
@@ -100,6 +137,21 @@ def checkpoint(path: Union[str, os.PathLike], *, sync: Optional[bool] = None) ->
     except OSError as e:
         raise TeleportError(f"cannot write checkpoint {path!r}: {e.strerror or e}") from None
     return False
+
+
+def _wait(target) -> int:
+    """The exit code of the program's new home, once it ended.  Following it
+    can fail (the batch system stopped answering): the program lives there
+    now and cannot go on here too, so this is an error and exit code 1,
+    never an exception back into the program."""
+    try:
+        return target.wait()
+    except Exception as e:
+        import logging     # an error the user must see, even without logging set up
+        logging.getLogger("pyteleport").error(
+            "pyteleport: lost track of the moved program (it may still run there): %s; exiting with 1",
+            e)
+        return 1
 
 
 def _flush_std() -> None:

@@ -1,4 +1,4 @@
-"""Command line: ``pyteleport resume PATH`` and ``pyteleport inspect PATH``."""
+"""Command line: ``pyteleport resume PATH``, ``pyteleport inspect PATH``, ``pyteleport follow JOBID``."""
 from __future__ import annotations
 
 import sys
@@ -7,63 +7,176 @@ TYPE_CHECKING = False   # typing (and re) would cost every resumed process milli
 if TYPE_CHECKING:
     from typing import List, Optional
 
-USAGE = """usage: pyteleport resume PATH    continue a checkpoint (a file, or an MPI job's directory)
-       pyteleport inspect PATH   show what a payload (or an MPI checkpoint directory) holds, without running it
-       pyteleport --version"""
+USAGE = """\
+usage: pyteleport resume [--key FILE] PATH    continue a checkpoint (a file, or an MPI job's directory)
+       pyteleport inspect [--key FILE] PATH   show what a payload (or an MPI checkpoint directory) holds,
+                                              without running it
+       pyteleport follow JOBID                follow a Slurm job pyteleport submitted (its output, to its end)
+       pyteleport --version
+       pyteleport COMMAND --help"""
+
+COMMANDS = {
+    "resume": """\
+usage: pyteleport resume [--key FILE] PATH
+
+Continue the program saved in PATH (a checkpoint file, or the directory of
+an MPI job's checkpoint: mpirun -n N pyteleport resume DIR) from where it
+was saved, in this process.  The file is verified first: a file that is not
+a payload, truncated, corrupted, unsigned or signed with another key, not
+yours or writable by others is refused (exit code 2) before any of it runs.
+
+  --key FILE   check the signature with the key FILE (a payload signed
+               elsewhere that you trust) instead of yours
+               ($PYTELEPORT_KEY_FILE does the same)""",
+    "inspect": """\
+usage: pyteleport inspect [--key FILE] PATH
+
+Verify the payload PATH (or an MPI checkpoint directory), then show what it
+holds: Python version, signature, the frames, the working directory, argv
+and sizes.  Nothing of the file is executed.
+
+  --key FILE   check the signature with the key FILE instead of yours""",
+    "follow": """\
+usage: pyteleport follow JOBID
+
+Follow the Slurm job JOBID as teleport(backend="slurm", wait=True) does:
+copy its output files (from their start) to this terminal until the job
+ends, pass SIGTERM, SIGUSR1 and SIGUSR2 on to it, and exit with its exit
+code.  Ctrl-C asks whether to cancel the job; a hang-up leaves it running.""",
+}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 2 and argv[0] == "resume":
-        # the resumed program runs from here on: keep this path lean
-        import os
-        if os.path.isdir(argv[1]):      # an MPI job's checkpoint (pyteleport.mpi)
-            from ._mpi_resume import resume_dir
-            resume_dir(argv[1].rstrip(os.sep) or os.sep)
-        from ._restore import resume_file
-        resume_file(argv[1])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        sys.stderr.write(USAGE + "\n")
+        return 2
+    command, rest = argv[0], argv[1:]
+    if command in ("-h", "--help", "help"):
+        print(USAGE)
         return 0
-    if len(argv) == 2 and argv[0] == "inspect":
-        return _inspect(argv[1])
-    if argv in (["--version"], ["-V"]):
+    if command in ("--version", "-V"):
         from . import __version__
         print(f"pyteleport {__version__}")
         return 0
-    sys.stderr.write(USAGE + "\n")
+    if command not in COMMANDS:
+        sys.stderr.write(f"pyteleport: unknown command {command!r}: the commands are "
+                         f"{', '.join(COMMANDS)} (pyteleport --help)\n")
+        return 2
+    parsed = _parse(command, rest)
+    if isinstance(parsed, int):
+        return parsed
+    key, path = parsed
+    if key is not None:
+        import os
+        from ._payload.signing import KEY_ENV
+        os.environ[KEY_ENV] = os.path.abspath(key)
+    if command == "inspect":
+        return _inspect(path)
+    if command == "follow":
+        return _follow(path, key)
+    # the resumed program runs from here on: keep this path lean
+    import os
+    if os.path.isdir(path) and not os.path.islink(path):
+        # an MPI job's checkpoint (pyteleport.mpi)
+        from .mpi._resume import resume_dir
+        resume_dir(path.rstrip(os.sep) or os.sep)
+    from ._core.restore import resume_file
+    resume_file(path)
+    return 0
+
+
+def _parse(command: str, args: List[str]):
+    """``(key file or None, path)`` of ``pyteleport COMMAND ARGS``, or the
+    exit code when there is nothing to run (help shown, bad arguments)."""
+    key, paths = None, []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg in ("-h", "--help"):
+            print(COMMANDS[command])
+            return 0
+        if arg == "--key" and i + 1 < len(args):
+            key = args[i + 1]
+            i += 2
+            continue
+        if arg.startswith("--key="):
+            key = arg[len("--key="):]
+        elif arg == "--":
+            paths += args[i + 1:]
+            break
+        elif arg.startswith("-") and arg != "-":
+            return _usage_error(command, f"unknown option {arg!r}")
+        else:
+            paths.append(arg)
+        i += 1
+    if len(paths) != 1:
+        return _usage_error(command, "give one PATH" if not paths else
+                            f"one PATH only, not {len(paths)}: {' '.join(paths)}")
+    return key, paths[0]
+
+
+def _follow(job_id: str, key) -> int:
+    if key is not None or not job_id.replace("_", "").isdigit():
+        return _usage_error("follow", f"give a Slurm job id, not {job_id!r}" if key is None
+                            else "--key is not an option of follow")
+    from ._errors import TeleportError
+    from .backends.slurm._target import follow_job
+    try:
+        return follow_job(job_id)
+    except TeleportError as e:
+        sys.stderr.write(f"pyteleport: {e}\n")
+        return 2
+
+
+def _usage_error(command: str, message: str) -> int:
+    sys.stderr.write(f"pyteleport {command}: {message}\n{COMMANDS[command].splitlines()[0]}\n"
+                     f"(pyteleport {command} --help)\n")
     return 2
 
 
 def _inspect(path: str) -> int:
+    """Verify the payload (signature, else checksum), then show its context,
+    read as plain data: nothing in the file is executed."""
     import os
-    if os.path.isdir(path):
+    if os.path.isdir(path) and not os.path.islink(path):
         return _inspect_dir(path)
-    from ._payload import PayloadError, read_context
+    from ._payload.container import PayloadError, inspect
+    from ._payload.private import UnsafeFile, open_file
     try:
-        with open(path, "rb") as f:
-            header, ctx, state_len = read_context(f)
+        with open_file(path, "payload", owner=False) as f:
+            size = os.fstat(f.fileno()).st_size
+            header, ctx, state_len = inspect(f)
+        lines = [f"payload:     {path} ({size:,} bytes; program state {state_len:,} bytes)",
+                 f"python:      {header.python[0]}.{header.python[1]}",
+                 f"pyteleport:  {header.pyteleport_version} (format {header.format_version}, "
+                 + (f"signed, key id {header.key_id.hex()}: {header.key_path})" if header.key_id
+                    else f"checksum {header.checksum}; NOT signed: pyteleport resume refuses it)"),
+                 f"directory:   {_text(ctx.get('cwd'))}",
+                 f"argv:        {_text(ctx.get('argv'))}",
+                 "frames (outermost first):"]
+        frames = ctx.get("frames")
+        lines += [f"  {_text(where)}" for where in (frames if isinstance(frames, list) else [frames])]
     except OSError as e:
         sys.stderr.write(f"pyteleport: cannot open {path}: {e.strerror}\n")
         return 2
-    except PayloadError as e:
+    except (PayloadError, UnsafeFile) as e:
         sys.stderr.write(f"pyteleport: {path}: {e}\n")
         return 2
-    size = os.path.getsize(path)
-    print(f"payload:     {path} ({size:,} bytes; program state {state_len:,} bytes)")
-    print(f"python:      {header.python[0]}.{header.python[1]}")
-    print(f"pyteleport:  {header.pyteleport_version} (format {header.format_version}, checksum "
-          f"{header.checksum})")
-    print(f"directory:   {ctx['cwd']}")
-    print(f"argv:        {ctx['argv']}")
-    print("frames (outermost first):")
-    for where in ctx["frames"]:
-        print(f"  {where}")
+    print("\n".join(lines))
     return 0
+
+
+def _text(value) -> str:
+    """A context field for the terminal: plain text, no control characters."""
+    text = value if isinstance(value, str) else repr(value)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _inspect_dir(path: str) -> int:
     """An MPI job's checkpoint directory: its manifest, then rank 0's payload."""
     import os
-    from ._mpi_dir import CheckpointError, rank_file, read_manifest
+    from .mpi._dir import CheckpointError, rank_file, read_manifest
     try:
         manifest = read_manifest(path)
     except CheckpointError as e:
@@ -74,7 +187,5 @@ def _inspect_dir(path: str) -> int:
     for rank, (size, checksum) in enumerate(manifest.files):
         print(f"  {rank_file(rank, manifest.slot)}: {size:,} bytes, checksum {checksum:016x}")
     return _inspect(os.path.join(path, rank_file(0, manifest.slot)))
-
-
 if __name__ == "__main__":
     sys.exit(main())

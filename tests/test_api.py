@@ -13,6 +13,35 @@ def test_public_names():
     assert callable(pyteleport.teleport)
     assert callable(pyteleport.checkpoint)
     assert issubclass(pyteleport.TeleportError, RuntimeError)
+    assert callable(pyteleport.protect) and pyteleport.EXIT_SAVED == 75
+    # shown under its public name (repr, tracebacks), pickled by it too
+    assert repr(pyteleport.TeleportError) == "<class 'pyteleport.TeleportError'>"
+    import pickle
+    assert type(pickle.loads(pickle.dumps(pyteleport.TeleportError("x")))) is pyteleport.TeleportError
+
+
+@pytest.mark.parametrize("backend, options, message", [
+    ("slurm", {"partiton": "gpu"}, "unknown option 'partiton' for the slurm backend; did you mean "
+                                   "'partition'? (its options: account, array, "),
+    ("local", {"pyton": "python3"}, "unknown option 'pyton' for the local backend; did you mean "
+                                    "'python'? (its options: handoff_timeout, python)"),
+    # an option of the base class (ssh passes **options on to the stream backends')
+    ("ssh", {"host": "h", "shipp": []}, "unknown option 'shipp' for the ssh backend; did you mean 'ship'?"),
+    ("mpirun", {"zzz": 1}, "unknown option 'zzz' for the mpirun backend (its options: "),
+    ("ssh", {}, "the ssh backend needs the option host="),
+    ("slurm", {"time": "1h"}, "slurm backend: time='1h' is not a Slurm time limit: use minutes ('90'), "
+                              "'MM:SS', 'HH:MM:SS', 'D-HH', 'D-HH:MM', 'D-HH:MM:SS', 'UNLIMITED'"),
+    # the warning would come as the job starts: requeued every ~30 s, never going on
+    ("slurm", {"time": "2", "requeue": True}, "slurm backend: grace=180 s is not shorter than the "
+                                              "job's time limit (2, 120 s)"),
+    ("slurm", {"sbatch_options": {"time": "0-0:03:00"}, "requeue": True, "grace": 200},
+     "slurm backend: grace=200 s is not shorter than the job's time limit (0-0:03:00, 180 s)"),
+])
+def test_a_bad_backend_option_is_named_with_the_valid_ones(backend, options, message):
+    import pyteleport
+    with pytest.raises(pyteleport.TeleportError) as e:
+        pyteleport.teleport(backend, **options)
+    assert str(e.value).startswith(message), e.value
 
 
 def test_backend_entry_point():
@@ -32,7 +61,7 @@ def test_installed_metadata():
 
     assert version("pyteleport") == "0.1.0"
     spec = metadata("pyteleport")["Requires-Python"]
-    assert sorted(s.strip() for s in spec.split(",")) == ["<3.14", ">=3.9"], spec
+    assert sorted(s.strip() for s in spec.split(",")) == ["<3.16", ">=3.9"], spec
 
 
 @pytest.mark.parametrize("call", ["pyteleport.teleport()", "pyteleport.teleport(backend='local')"])

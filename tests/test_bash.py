@@ -258,7 +258,7 @@ def test_command_line_forms():
 
 
 def test_exit_filter_split_anywhere():
-    from pyteleport.backends._forward import ExitFilter
+    from pyteleport.backends._stream.forward import ExitFilter
     marker = "\x1b[PYTELEPORT-EXIT abc] 42\n".encode()
     data = b"hello\x1b[31mred\x1b[0m\n" + marker + b"late\n"
     for cut in range(len(data) + 1):
@@ -273,7 +273,7 @@ def test_exit_filter_split_anywhere():
 
 
 def test_target_path_mapping():
-    from pyteleport.backends._retarget import target_path
+    from pyteleport.backends._stream.retarget import target_path
     import sysconfig
     stdlib = sysconfig.get_path("stdlib")
     source = ["/home/me/run", "", "/opt/mylib", stdlib, stdlib + "/lib-dynload", "/home/me/appended"]
@@ -284,7 +284,7 @@ def test_target_path_mapping():
 
 
 def test_units_found(tmp_path, monkeypatch):
-    from pyteleport.backends._ship import find_units
+    from pyteleport.backends._stream.ship import find_units
     (tmp_path / "pkg" / "sub").mkdir(parents=True)
     (tmp_path / "pkg" / "__init__.py").write_text("")
     (tmp_path / "pkg" / "sub" / "__init__.py").write_text("")
@@ -318,5 +318,5 @@ def test_backends_registered():
         assert by_name.get(name) == spec, by_name
     assert type(get_backend("ssh", host="somewhere")).__name__ == "SshBackend"
     import pyteleport
-    with pytest.raises(pyteleport.TeleportError, match="backend 'ssh'.*host"):
+    with pytest.raises(pyteleport.TeleportError, match="the ssh backend needs the option host="):
         get_backend("ssh")

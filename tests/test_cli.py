@@ -126,14 +126,15 @@ def _assert_rejected(proc, extra=""):
         assert extra in err, info
 
 
-BAD = [
-    "truncated_half",
-    "truncated_last_byte",
-    "corrupted_middle_byte",
-    "random_bytes",
-    "text_file",
-    "empty",
-]
+# what each kind of bad file is called in the one-line error
+BAD = {
+    "truncated_half": "truncated or corrupted payload",
+    "truncated_last_byte": "truncated or corrupted payload",
+    "corrupted_middle_byte": "payload",
+    "random_bytes": "not a pyteleport payload",
+    "text_file": "not a pyteleport payload",
+    "empty": "not a pyteleport payload (an empty file)",
+}
 
 
 @pytest.mark.parametrize("kind", BAD)
@@ -141,11 +142,41 @@ def test_resume_rejects_bad_payload(checkpoint, tmp_path, kind):
     prog, payload, _ = checkpoint
     bad = tmp_path / "bad.bin"
     bad.write_bytes(_corrupt(payload.read_bytes(), kind))
-    _assert_rejected(run_python(["-m", "pyteleport", "resume", bad], tmp_path))
+    _assert_rejected(run_python(["-m", "pyteleport", "resume", bad], tmp_path), BAD[kind])
+
+
+def test_resume_of_a_script_says_it_is_not_a_payload(checkpoint, tmp_path):
+    prog, _, _ = checkpoint
+    _assert_rejected(run_python(["-m", "pyteleport", "resume", prog], tmp_path), "not a pyteleport payload")
+
+
+@pytest.mark.parametrize("args, shows", [
+    (["--help"], "usage: pyteleport resume [--key FILE] PATH"),
+    (["-h"], "pyteleport COMMAND --help"),
+    (["resume", "--help"], "Continue the program saved in PATH"),
+    (["inspect", "-h"], "Nothing of the file is executed"),
+    (["--version"], "pyteleport 0."),
+])
+def test_help_and_version_go_to_stdout(tmp_path, args, shows):
+    proc = run_python(["-m", "pyteleport", *args], tmp_path)
+    assert proc.returncode == 0 and shows in proc.stdout and not proc.stderr, describe(proc)
+
+
+@pytest.mark.parametrize("args, says", [
+    ([], "usage: pyteleport resume"),
+    (["frobnicate"], "unknown command 'frobnicate': the commands are resume, inspect, follow"),
+    (["resume"], "pyteleport resume: give one PATH"),
+    (["inspect", "a", "b"], "pyteleport inspect: one PATH only, not 2: a b"),
+    (["resume", "--kee", "k", "p"], "pyteleport resume: unknown option '--kee'"),
+])
+def test_bad_command_lines_say_what_is_wrong(tmp_path, args, says):
+    proc = run_python(["-m", "pyteleport", *args], tmp_path)
+    assert proc.returncode == 2 and says in proc.stderr and "Traceback" not in proc.stderr, describe(proc)
+    assert not proc.stdout, describe(proc)
 
 
 def test_resume_rejects_other_python_version(checkpoint, tmp_path):
-    from pyteleport._payload import rewrite_python_version
+    from pyteleport._payload.container import rewrite_python_version
 
     prog, payload, _ = checkpoint
     other = tmp_path / "other.bin"
@@ -165,9 +196,12 @@ def test_console_script_rejects_bad_payload(checkpoint, tmp_path):
 
 def _length_fields(data: bytes) -> dict:
     """Offsets of the payload's length fields (see pyteleport/_payload.py)."""
-    from pyteleport._payload import HEADER
+    from pyteleport._payload.container import HEADER
 
-    at = HEADER.size + data[HEADER.size - 1]
+    from pyteleport._payload.signing import ID_SIZE, MAC_BLAKE2B
+
+    # the header, the version string, the key id of a signed payload
+    at = HEADER.size + data[HEADER.size - 1] + (ID_SIZE if data[HEADER.size - 2] == MAC_BLAKE2B else 0)
     context_len = int.from_bytes(data[at:at + 8], "little")
     state_at = at + 8 + context_len
     state_len = int.from_bytes(data[state_at:state_at + 8], "little")
@@ -197,7 +231,7 @@ def test_a_corrupted_length_in_a_stream_is_refused(checkpoint, field):
     length is refused as a PayloadError, never a MemoryError."""
     import threading
 
-    from pyteleport._payload import PayloadError, read
+    from pyteleport._payload.container import PayloadError, read
 
     prog, payload, _ = checkpoint
     data = bytearray(payload.read_bytes())

@@ -132,7 +132,7 @@ say(dispositions())
 
 @pytest.mark.parametrize("before", ["", "import functools"])
 def test_functools_whole_after_the_move(tmp_path, before):
-    # the C pickler is loaded with a stand-in functools (_cpickle.py): the
+    # the C pickler is loaded with a stand-in functools (pyteleport/_payload/cpickle.py): the
     # program must still get the real module, before and after the move
     prog = write_program(tmp_path, PRELUDE + before + """
 def use():

@@ -246,7 +246,8 @@ def test_resume_refuses_incomplete_mixed_corrupted(saved_dir: Path, program: Pat
     damaged = bytearray(original)
     damaged[len(damaged) // 2] ^= 0xFF          # the trailer (and the manifest) still agree
     rank1.write_bytes(bytes(damaged))
-    _refused(cwd, resume, f"ckpt0/{name}: corrupted payload: checksum mismatch")
+    _refused(cwd, resume, f"ckpt0/{name}: the payload's signature does not match its content "
+             "(corrupted, or changed by someone without your key): refusing to run it")
 
     rank1.unlink()
     _refused(cwd, resume, f"ckpt0 is incomplete: {name} is missing")
@@ -609,7 +610,8 @@ def test_slurm_mpi_job_without_waiting(tmp_path: Path) -> None:
     (tmp_path / "prog.py").write_text(SLURM_FANOUT.replace("NTASKS", "2").replace("wait=True", "wait=False"))
     proc = run([sys.executable, tmp_path / "prog.py"], tmp_path)
     assert proc.returncode == 0, describe(proc)
-    job = re.fullmatch(r"pyteleport: submitted batch job (\d+)\n", proc.stderr)
+    job = re.fullmatch(r"pyteleport: submitted slurm job (\d+); its output is in \S+ and \S+; "
+                       r"pyteleport is not following it \(wait=False\)\n", proc.stderr)
     assert job and proc.stdout.startswith("login "), describe(proc)
     fields = wait_job_done(job.group(1), timeout=TIMEOUT)
     out = (tmp_path / f"job-{job.group(1)}.out").read_text()
@@ -712,3 +714,53 @@ def test_a_bad_sync_setting_is_refused_on_every_rank(tmp_path: Path) -> None:
         assert texts(got)[:2] == [f"step 1 {refusal}", f"step 2 {refusal}"], describe(proc)
         assert texts(got)[2].startswith("end"), describe(proc)
     assert not (tmp_path / "ck").exists()
+
+
+LOST = """\\
+import os, sys, time
+from mpi4py import MPI
+import pyteleport.mpi
+from pyteleport.backends.slurm._follow import Follower
+
+Follower.UNAVAILABLE_FOR = 1.0          # the source gives up on a silent Slurm soon
+rank = MPI.COMM_WORLD.Get_rank()
+pyteleport.mpi.teleport(backend="slurm", wait=True, stage_dir="stage", job_name=os.environ["JOB_NAME"],
+                        output="job-%j.out", error="job-%j.err")
+if rank == 0:
+    print("ready", flush=True)
+while True:                             # until cancelled
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.usefixtures("slurm_cluster")
+def test_mpi_source_that_loses_the_job_ends_every_rank(tmp_path: Path) -> None:
+    """Rank 0 of a moved MPI job stops following the job (Slurm does not
+    answer any more): every rank of the source ends with exit code 1 and
+    says why; none goes back into the program, none is left waiting."""
+    import time
+
+    from slurmctl import sh
+    from test_slurm_restart import flaky_scontrol
+    (tmp_path / "prog.py").write_text(LOST)
+    bindir, down, failed = flaky_scontrol(tmp_path)
+    name = f"ptl-mpi-lost-{os.getpid()}-{time.monotonic_ns()}"
+    env = mpi_env(JOB_NAME=name, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.Popen(mpiexec(2, sys.executable, tmp_path / "prog.py"), cwd=tmp_path, text=True,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    try:
+        first = proc.stdout.readline()
+        down.touch()                         # from now on the source's scontrol fails
+        out, err = proc.communicate(timeout=TIMEOUT)
+        out = first + out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for job in sh("squeue", "-h", "-o", "%i", "--name", name).split():
+            sh("scancel", job)
+    assert proc.returncode == 1, (out, err)
+    assert out == "ready\n", (out, err)
+    assert "lost track of the moved program (it may still run there): slurm backend: scontrol show " \
+           "job" in err and "Socket timed out" in err, err
+    assert failed.exists()

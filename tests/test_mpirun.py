@@ -32,11 +32,7 @@ START = int(os.environ.get("SOURCE_PID", os.getpid()))
 
 
 def say(*args):
-    rank = pyteleport.task_index()
-    if rank is None and "PMI_RANK" in os.environ:        # the reference run
-        rank = int(os.environ["PMI_RANK"])
-    if rank is None and "OMPI_COMM_WORLD_RANK" in os.environ:
-        rank = int(os.environ["OMPI_COMM_WORLD_RANK"])
+    rank = pyteleport.task_index()     # the reference run: the launcher's rank
     where = "SAME" if os.getpid() == START else "MOVED"
     line = " ".join([f"rank={rank} pid={os.getpid()} {where}", *map(str, args)]) + "\\n"
     sys.stdout.flush()
@@ -69,7 +65,7 @@ grid, history = build(12)
 from mpi4py import MPI
 comm = MPI.COMM_WORLD
 rank = comm.Get_rank()
-assert pyteleport.task_index() == (rank if MOVE else None)
+assert pyteleport.task_index() == rank     # the fan-out's, or (reference) the launcher's
 mine = grid[rank::comm.Get_size()]
 part = float((mine ** 2).sum())
 say("history", history, "rows", mine.shape[0], "partial", part)

@@ -1,7 +1,7 @@
-"""Checkpoints holding big buffers: they resume with the same data, with
-either checksum (CRC-32 checksums a buffer this big in a thread while it is
-written: pyteleport._payload.CRC_THREAD_MIN), and a flipped byte inside a
-buffer is refused."""
+"""Checkpoints holding big buffers: they resume with the same data, signed
+whatever checksum pipes use (the MAC, like CRC-32, hashes a buffer this big
+in a thread while it is written: pyteleport._payload.container.CRC_THREAD_MIN),
+and a flipped byte inside a buffer is refused."""
 import pytest
 
 from progs import describe, run_python, write_program
@@ -26,7 +26,7 @@ def test_big_buffer_checkpoint_resumes_and_detects_corruption(tmp_path, checksum
     written = run_python([prog, payload], tmp_path, env_extra={"PYTELEPORT_CHECKSUM": checksum})
     assert written.stdout == "written\n", describe(written)
     inspect = run_python(["-m", "pyteleport", "inspect", payload], tmp_path)
-    assert f"checksum {checksum})" in inspect.stdout, describe(inspect)
+    assert "signed, key id" in inspect.stdout, describe(inspect)     # files are signed
     resumed = run_python(["-m", "pyteleport", "resume", payload], tmp_path)
     assert resumed.returncode == 0, describe(resumed)
     assert resumed.stdout == f"resumed {80 << 20} True\n", describe(resumed)
@@ -35,7 +35,7 @@ def test_big_buffer_checkpoint_resumes_and_detects_corruption(tmp_path, checksum
     payload.write_bytes(data)
     bad = run_python(["-m", "pyteleport", "resume", payload], tmp_path)
     assert bad.returncode == 2, describe(bad)
-    assert "resumed" not in bad.stdout and "checksum" in bad.stderr.lower(), describe(bad)
+    assert "resumed" not in bad.stdout and "signature does not match" in bad.stderr, describe(bad)
 
 
 NUMPY_PROG = """\
@@ -79,21 +79,27 @@ def test_numpy_arrays_resume_writable_and_move_again(tmp_path):
 
 
 def test_a_payload_needing_a_missing_checksum_module_is_refused(tmp_path):
-    """Written with xxh3-64, resumed where xxhash cannot be imported: one line
-    saying what to install, nothing run."""
+    """Checksummed with xxh3-64 (as over a pipe), read where xxhash cannot be
+    imported: one line saying what to install, nothing run."""
+    from pyteleport._payload.container import read
     prog = write_program(tmp_path, PROG.replace("80 * 4096", "4096"))
-    payload = tmp_path / "ckpt.bin"
-    written = run_python([prog, payload], tmp_path)
+    signed = tmp_path / "signed.bin"
+    written = run_python([prog, signed], tmp_path)
     assert written.stdout == "written\n", describe(written)
+    with open(signed, "rb") as f:
+        _, unsigned = read(f)
+    payload = tmp_path / "ckpt.bin"
+    with open(payload, "wb") as f:
+        unsigned.write_to(f)
     blocked = tmp_path / "blocked"
     blocked.mkdir()
     (blocked / "xxhash.py").write_text("raise ImportError('no xxhash here', name='xxhash')\n")
     import os
     path = os.pathsep.join([str(blocked), os.environ.get("PYTHONPATH", "")])
-    proc = run_python(["-m", "pyteleport", "resume", payload], tmp_path, env_extra={"PYTHONPATH": path})
+    proc = run_python(["-m", "pyteleport", "inspect", payload], tmp_path, env_extra={"PYTHONPATH": path})
     assert proc.returncode == 2, describe(proc)
     assert proc.stdout == "", describe(proc)
-    assert proc.stderr == ("pyteleport: this payload is checksummed with xxh3-64, which "
+    assert proc.stderr == (f"pyteleport: {payload}: this payload is checksummed with xxh3-64, which "
                            "needs the xxhash module here: pip install xxhash\n"), describe(proc)
 
 

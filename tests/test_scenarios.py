@@ -26,6 +26,7 @@ SINGLE = {
     "s13_globals": 1,
     "s14_identity": 1,
     "s20_numpy": 1,
+    "s24_simpy": 1,
 }
 
 
@@ -63,6 +64,19 @@ def test_with_blocks(case):
 @pytest.mark.parametrize("case", cases("s09_generators.py"))
 def test_generators(case):
     assert_differential("s09_generators.py", args=[case])
+
+
+COROUTINE_MOVES = {"nested_await_move": 1, "scheduler": 2, "async_with_and_for": 1,
+                   "try_and_throw": 1, "created_and_closed": 1, "generator_based_coroutine": 1}
+
+
+def test_every_coroutine_case_is_listed():
+    assert sorted(COROUTINE_MOVES) == sorted(cases("s28_coroutines.py"))
+
+
+@pytest.mark.parametrize("case", sorted(COROUTINE_MOVES))
+def test_coroutines(case):
+    assert_differential("s28_coroutines.py", args=[case], moves=COROUTINE_MOVES[case])
 
 
 @pytest.mark.parametrize("case", cases("s10_callables.py"))
@@ -166,3 +180,45 @@ def test_stdin_after_the_move():
 @pytest.mark.parametrize("case", cases("s21_edges.py"))
 def test_edge_cases(case):
     assert_differential("s21_edges.py", args=[case])
+
+
+@pytest.mark.parametrize("case", cases("s23_classes.py"))
+def test_classes_by_value(case):
+    assert_differential("s23_classes.py", args=[case])
+
+
+# cases of s23 and their number of moves
+CELL_MOVES = {"shared_cells": 3, "move_inside_closure": 1, "comprehension_lambdas": 2,
+              "inside_comprehension": 1, "captured_arguments": 3}
+
+
+def test_cell_cases_cover_the_scenario():
+    assert sorted(CELL_MOVES) == sorted(cases("s23_cells.py"))
+
+
+@pytest.mark.parametrize("case", sorted(CELL_MOVES))
+def test_closures_share_cells_across_moves(case):
+    assert_differential("s23_cells.py", args=[case], moves=CELL_MOVES[case])
+
+
+MODULE_LEVEL_CASES = {"comprehension": 2, "with_enter": 2, "generator_next": 1, "generator_send": 1}
+
+
+@pytest.mark.parametrize("case", sorted(MODULE_LEVEL_CASES))
+def test_moves_from_module_level_code(case):
+    assert_differential("s24_module_level.py", args=[case], moves=MODULE_LEVEL_CASES[case])
+
+
+@pytest.mark.parametrize("case", cases("s25_drivers.py"))
+def test_generators_driven_from_python_code(case):
+    assert_differential("s25_drivers.py", args=[case], moves=None)
+
+
+@pytest.mark.parametrize("case", cases("s26_itertools.py"))
+def test_itertools_loops(case):
+    assert_differential("s26_itertools.py", args=[case])
+
+
+@pytest.mark.parametrize("case", cases("s27_threads.py"))
+def test_threads_left_behind(case):
+    assert_differential("s27_threads.py", args=[case])

@@ -6,11 +6,13 @@ Few and fast: a differential scenario and exit codes with ``wait=True``,
 array job, the handoff failures (sbatch refuses, the job cannot start
 Python) with the program carrying on, and a job that survives a time-limit
 warning mid-loop with the output of an uninterrupted run: once sent with
-``scancel --batch --signal``, once by Slurm itself at a real ``--time`` limit.
+``scancel --batch --signal``, once by Slurm itself at a real ``--time`` limit,
+and twice before the program runs (during ``setup``, while it is rebuilt).
 """
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -54,7 +56,7 @@ def _stage_clean(tmp_path) -> bool:
 
 
 def _job_id(stderr: str) -> str:
-    m = re.search(r"submitted batch job (\d+)", stderr)
+    m = re.search(r"\bslurm job (\d+)", stderr)
     assert m, stderr
     return m.group(1)
 
@@ -79,20 +81,143 @@ def test_wait_false_leaves_the_job_running(tmp_path):
         say("before")
         pyteleport.teleport(backend="slurm", **OPTIONS)
         import time
-        time.sleep(1)
+        while not os.path.exists("go"):      # until the test saw the source return
+            time.sleep(0.01)
         say("after", os.environ["SLURM_JOB_ID"])
     """.replace("\n        ", "\n"))
-    started = time.monotonic()
     proc = run_python([prog], tmp_path, env_extra=_env(tmp_path, wait=False))
-    elapsed = time.monotonic() - started
     assert proc.returncode == 0, describe(proc)
     assert proc.stdout == "SAME before\n", describe(proc)
     job = _job_id(proc.stderr)
-    assert elapsed < 5, elapsed          # did not wait for the job's 1 s of work
+    assert proc.stderr == (f"pyteleport: submitted slurm job {job}; its output is in "
+                           f"{tmp_path}/job-{job}.out and {tmp_path}/job-{job}.err; pyteleport is "
+                           f"not following it (wait=False)\n"), describe(proc)
+    # the source returned while the job could not have ended: it did not wait for it
+    assert wait_job_done(job, timeout=0)["JobState"] in ("PENDING", "RUNNING"), describe(proc)
+    (tmp_path / "go").touch()
     fields = wait_job_done(job)
     assert fields["JobState"] == "COMPLETED", fields
     assert (tmp_path / f"job-{job}.out").read_text() == f"MOVED after {job}\n"
     assert _stage_clean(tmp_path)
+
+
+WRITES_BOTH = PRELUDE + """
+say("before")
+pyteleport.teleport(backend="slurm", **OPTIONS)
+say("job", os.environ["SLURM_JOB_ID"])
+print("to stderr", file=sys.stderr, flush=True)
+"""
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_the_job_writes_the_same_files_followed_or_not(tmp_path, wait):
+    """Without output/error options, slurm-<job>.out and .err hold the job's
+    stdout and stderr, whether the source follows the job or not."""
+    prog = write_program(tmp_path, WRITES_BOTH)
+    options = {"stage_dir": str(tmp_path / "stage"), "wait": wait}
+    proc = run_python([prog], tmp_path, env_extra={"TEST_SLURM_OPTIONS": json.dumps(options)})
+    assert proc.returncode == 0, describe(proc)
+    job = proc.stdout.split()[-1] if wait else _job_id(proc.stderr)
+    assert wait_job_done(job)["JobState"] == "COMPLETED"
+    assert (tmp_path / f"slurm-{job}.out").read_text() == f"MOVED job {job}\n"
+    assert (tmp_path / f"slurm-{job}.err").read_text() == "to stderr\n"
+    if wait:    # followed: the same lines on the source's own streams
+        assert proc.stdout == f"SAME before\nMOVED job {job}\n" and "to stderr\n" in proc.stderr, describe(proc)
+    else:       # not a terminal: said once, with where the output goes and why not followed
+        assert proc.stderr == (f"pyteleport: submitted slurm job {job}; its output is in slurm-{job}.out "
+                               f"and slurm-{job}.err; pyteleport is not following it (wait=False)\n")
+    assert _stage_clean(tmp_path)
+
+
+def test_wait_left_out_is_explained_when_stdout_is_not_a_terminal(tmp_path):
+    prog = write_program(tmp_path, WRITES_BOTH)
+    options = {"stage_dir": str(tmp_path / "stage")}
+    proc = run_python([prog], tmp_path, env_extra={"TEST_SLURM_OPTIONS": json.dumps(options)})
+    assert proc.returncode == 0, describe(proc)
+    job = _job_id(proc.stderr)
+    assert proc.stderr.endswith("pyteleport is not following it (wait=False: stdout is not a "
+                                "terminal; wait=True follows it)\n"), describe(proc)
+    assert wait_job_done(job)["JobState"] == "COMPLETED"
+
+
+UNTIL_GO = PRELUDE + """
+import time
+pyteleport.teleport(backend="slurm", **OPTIONS)
+say("started", os.environ["SLURM_JOB_ID"])
+while not os.path.exists("go"):
+    time.sleep(0.02)
+say("finished")
+sys.exit(3)
+"""
+
+
+def test_a_hang_up_leaves_the_job_running_and_follow_takes_over(tmp_path):
+    """SIGHUP to a following source (the login session dropped): the job
+    goes on, the source says how to follow it again and exits 129;
+    ``pyteleport follow`` copies the job's output to its end and exits with
+    its code; the job cleans its stage up itself."""
+    prog = write_program(tmp_path, UNTIL_GO)
+    env = dict(os.environ, **_env(tmp_path, wait=True))
+    source = subprocess.Popen([sys.executable, str(prog)], cwd=tmp_path, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = source.stdout.readline()
+    assert first.startswith("MOVED started "), first
+    job = first.split()[-1]
+    source.send_signal(signal.SIGHUP)
+    out, err = source.communicate(timeout=60)
+    assert source.returncode == 129, (out, err)
+    assert (f"pyteleport: the session hung up: slurm job {job} goes on without pyteleport following it; "
+            f"its output is in {tmp_path}/job-{job}.out and {tmp_path}/job-{job}.err; follow it "
+            f"again with: pyteleport follow {job}\n") in err, err
+    assert wait_job_done(job, timeout=0)["JobState"] == "RUNNING"
+    follow = subprocess.Popen([sys.executable, "-m", "pyteleport", "follow", job], cwd=tmp_path, env=env,
+                              text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert follow.stdout.readline() == f"MOVED started {job}\n"    # from the file's start
+    (tmp_path / "go").touch()
+    out, err = follow.communicate(timeout=60)
+    assert follow.returncode == 3 and out == "MOVED finished\n", (out, err)
+    assert wait_job_done(job)["JobState"] == "FAILED"      # exit code 3
+    assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
+
+
+def test_a_job_that_can_never_start_is_said_and_ctrl_c_cancels_it(tmp_path):
+    """Two nodes on a one-node cluster: pending with PartitionNodeLimit,
+    which the source says at once; Ctrl-C cancels the job and reaches the
+    program at its teleport() call, with no pyteleport internals in the traceback."""
+    prog = write_program(tmp_path, PRELUDE + """
+        pyteleport.teleport(backend="slurm", **OPTIONS)   # TELEPORT
+        say("never")
+    """.replace("\n        ", "\n"))
+    env = dict(os.environ, **_env(tmp_path, wait=True, nodes=2))
+    source = subprocess.Popen([sys.executable, str(prog)], cwd=tmp_path, env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = source.stderr.readline()
+    assert "is pending with reason PartitionNodeLimit: it asks for more nodes than its partition " \
+           "has" in line and "may never start as submitted (Ctrl-C cancels it" in line, line
+    job = _job_id(line)
+    source.send_signal(signal.SIGINT)
+    out, err = source.communicate(timeout=60)
+    assert source.returncode != 0 and out == "", (out, err)
+    assert f"pyteleport: cancelled slurm job {job} (interrupted before it resumed the program)" in err, err
+    frames = re.findall(r'File "([^"]+)", line \d+, in (\S+)', err)
+    names = [os.path.basename(f) for f, _ in frames]
+    assert names[0] == "prog.py" and set(names[1:]) == {"api.py"}, err
+    assert err.rstrip().endswith("KeyboardInterrupt"), err
+    assert wait_job_done(job)["JobState"] == "CANCELLED"
+    assert _stage_clean(tmp_path)
+
+
+def test_setup_runs_in_a_login_bash(tmp_path):
+    """``setup`` lines run as in a user's own sbatch script: bash, as a login
+    shell (module load, conda activate, source venv/bin/activate)."""
+    prog = write_program(tmp_path, PRELUDE + """
+        pyteleport.teleport(backend="slurm", **OPTIONS)
+        say(os.environ.get("PTL_SHELL"))
+    """.replace("\n        ", "\n"))
+    setup = 'shopt -q login_shell && export PTL_SHELL="login bash $BASH_VERSINFO"'
+    proc = run_python([prog], tmp_path, env_extra=_env(tmp_path, wait=True, setup=setup))
+    assert proc.returncode == 0, describe(proc)
+    assert re.fullmatch(r"MOVED login bash \d+\n", proc.stdout), describe(proc)
 
 
 def test_partition_and_sbatch_options(tmp_path):
@@ -181,6 +306,38 @@ def test_unpackable_program_cancels_the_early_job(tmp_path):
     assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
 
 
+def test_source_killed_before_staging_cancels_the_pending_job(tmp_path):
+    """The source dies by SIGKILL while it packs the program, after sbatch
+    (an object whose pickling kills the process): the job, held pending by
+    ``--begin``, is cancelled at once rather than left in the queue, and
+    the stage is removed; nothing keeps running."""
+    name = f"ptl-killed-{os.getpid()}-{time.monotonic_ns()}"
+    prog = write_program(tmp_path, PRELUDE + """
+        import signal
+
+        class Fatal:
+            def __reduce__(self):
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        fatal = Fatal()
+        pyteleport.teleport(backend="slurm", **OPTIONS)
+        say("never here", fatal)
+    """.replace("\n        ", "\n"))
+    env = _env(tmp_path, wait=True, job_name=name, sbatch_options={"begin": "now+600"})
+    proc = run_python([prog], tmp_path, env_extra=env)
+    assert proc.returncode == -9, describe(proc)
+    jobs = subprocess.run(["squeue", "-h", "-t", "all", "--name", name, "-o", "%i"],
+                          capture_output=True, text=True).stdout.split()
+    assert len(jobs) == 1, jobs
+    assert wait_job_done(jobs[0], timeout=10)["JobState"] == "CANCELLED"
+    deadline = time.monotonic() + 10
+    while not _stage_clean(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)        # the watcher removes it right after scancel
+    assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
+    watcher = f"pyteleport-reaper {jobs[0]} "
+    assert not subprocess.run(["pgrep", "-f", watcher], capture_output=True).stdout
+
+
 LOOP = PRELUDE + """
 import time
 if os.environ.get("TEST_SLURM_MOVE") == "1":
@@ -199,11 +356,15 @@ print("done", total, sum(squares.values()), flush=True)
 """
 
 
-def test_time_limit_signal_requeues_and_resumes(tmp_path):
-    prog = write_program(tmp_path, LOOP)
+def _warned_once_ready(tmp_path, text: str, prefix: str):
+    """Run ``text``, which moves itself into a protected job, and send the
+    job the time-limit warning once it printed ``ready``; check the output
+    is an unmoved run's, the job requeued once and the stage clean.
+    Returns the source's stderr."""
+    prog = write_program(tmp_path, text)
     reference = run_python([prog], tmp_path)
     assert reference.returncode == 0, describe(reference)
-    name = f"ptl-limit-{os.getpid()}-{time.monotonic_ns()}"
+    name = f"{prefix}-{os.getpid()}-{time.monotonic_ns()}"
     env = dict(os.environ, PYTHONIOENCODING="utf-8", TEST_SLURM_MOVE="1",
                **_env(tmp_path, wait=True, requeue=True, grace=60, job_name=name))
     err_file = open(tmp_path / "source.err", "w+")
@@ -238,6 +399,80 @@ def test_time_limit_signal_requeues_and_resumes(tmp_path):
     fields = wait_job_done(ids[0])
     assert fields["Restarts"] == "1", fields
     assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
+    return err
+
+
+def test_time_limit_signal_requeues_and_resumes(tmp_path):
+    _warned_once_ready(tmp_path, LOOP, "ptl-limit")
+
+
+# a thread still running when the warning comes: the snapshot is refused,
+# tried again every second, and taken once the thread has ended
+LOOP_WITH_THREAD = LOOP.replace("""    if i == 5:
+        print("ready", flush=True)""", """    if i == 5:
+        import threading
+        helper = threading.Thread(target=time.sleep, args=(2.5,), name="late-helper")
+        helper.start()
+        print("ready", flush=True)""").replace("range(40)", "range(120)")
+
+
+def test_time_limit_signal_waits_for_a_running_thread(tmp_path):
+    err = _warned_once_ready(tmp_path, LOOP_WITH_THREAD, "ptl-thread")
+    assert "'late-helper'" in err and "trying again" in err, err     # refused first, then retried
+
+
+# rebuilt in the job: sends the warning there, while the program is restored
+# (the first job only: the requeued one resumes without it)
+WARN_IN_RESTORE = """
+import signal
+
+
+class WarnWhenRestored:
+    def __init__(self):
+        self.sent = 0
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if "SLURM_JOB_ID" in os.environ and not int(os.environ.get("SLURM_RESTART_COUNT") or 0):
+            os.kill(os.getpid(), signal.SIGUSR2)
+
+
+WARN = WarnWhenRestored()
+"""
+
+
+def _requeued_before_running(tmp_path, text: str, **options) -> None:
+    """A protected job warned before its program runs is requeued; the output
+    is an unmoved run's, the stage clean."""
+    prog = write_program(tmp_path, text)
+    reference = run_python([prog], tmp_path)
+    assert reference.returncode == 0, describe(reference)
+    name = f"ptl-early-{os.getpid()}-{time.monotonic_ns()}"
+    env = dict(os.environ, PYTHONIOENCODING="utf-8", TEST_SLURM_MOVE="1",
+               **_env(tmp_path, wait=True, requeue=True, grace=60, job_name=name, **options))
+    proc = subprocess.run([sys.executable, str(prog)], cwd=tmp_path, env=env, text=True,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == 0, describe(proc)
+    assert proc.stdout == reference.stdout, describe(proc)
+    ids = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i", "--name", name],
+                         capture_output=True, text=True).stdout.split()
+    assert len(ids) == 1, ids
+    fields = wait_job_done(ids[0])
+    assert fields["Restarts"] == "1", fields
+    assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
+
+
+def test_warning_during_setup_requeues_before_running(tmp_path):
+    """The warning lands while the batch script runs ``setup`` (the first job
+    only): the job is requeued with the payload as its snapshot."""
+    _requeued_before_running(tmp_path, LOOP,
+                             setup='[ "${SLURM_RESTART_COUNT:-0}" -gt 0 ] || kill -USR2 $$')
+
+
+def test_warning_while_restoring_requeues_before_running(tmp_path):
+    """The warning lands while the job rebuilds the program: held until it is
+    rebuilt, then the job is requeued with the payload as its snapshot."""
+    _requeued_before_running(tmp_path, LOOP.replace(PRELUDE, PRELUDE + WARN_IN_RESTORE))
 
 
 SLOW_LOOP = PRELUDE + """

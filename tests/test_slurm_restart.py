@@ -15,7 +15,7 @@ import time
 import pytest
 
 from progs import describe, run_python, write_program
-from slurmctl import sh, wait_job_done
+from slurmctl import never_issued_job_id, sh, wait_job_done
 from test_slurm import LOOP, PRELUDE, _env, _stage_clean
 
 pytestmark = pytest.mark.usefixtures("slurm_cluster")
@@ -65,8 +65,9 @@ def _wait_jobs(name: str, count: int, timeout: float = 60) -> list:
     raise AssertionError(f"fewer than {count} jobs named {name} within {timeout} s: {_jobs_named(name)}")
 
 
-def _submit_own_script(tmp_path, requeue: bool, max_restarts: int):
-    """sbatch a user's own script that execs the protected program; (job id, name)."""
+def _submit_own_script(tmp_path, requeue: bool, max_restarts: int, exec_python: bool = True):
+    """sbatch a user's own script that execs the protected program (or,
+    ``exec_python=False``, runs it as the shell's child); (job id, name)."""
     prog = write_program(tmp_path, PROTECTED)
     name = f"ptl-own-{os.getpid()}-{time.monotonic_ns()}"
     script = tmp_path / "job.sh"
@@ -82,7 +83,8 @@ def _submit_own_script(tmp_path, requeue: bool, max_restarts: int):
         "#SBATCH --time=10",
         "#SBATCH --cpus-per-task=2",
         "#SBATCH --mem=200M",
-        f"exec {sys.executable} {prog}",
+        # (a shell may exec a script's last command itself: one more after it)
+        f"exec {sys.executable} {prog}" if exec_python else f"{sys.executable} {prog}\necho finished",
     ]) + "\n")
     env = dict(os.environ, TEST_MAX_RESTARTS=str(max_restarts))
     job = subprocess.run(["sbatch", "--parsable", str(script)], cwd=tmp_path, env=env,
@@ -104,8 +106,25 @@ def test_protect_in_own_script_requeued(tmp_path):
     fields = wait_job_done(job, timeout=90)
     assert fields["JobState"] == "COMPLETED" and fields["Restarts"] == "1", fields
     assert _jobs_named(name) == [job]
-    assert out.read_text() == _reference(tmp_path, prog), (tmp_path / f"err-{job}.txt").read_text()
+    err = (tmp_path / f"err-{job}.txt").read_text()
+    assert out.read_text() == _reference(tmp_path, prog), err
     assert not (tmp_path / ".pyteleport").exists(), os.listdir(tmp_path / ".pyteleport")
+    # one line at the save says what happened; no warning about the script
+    err = "".join(line for line in err.splitlines(True) if not line.startswith("slurmstepd"))
+    assert err == (f"pyteleport: saved the program to {tmp_path}/.pyteleport/job-{job}/ckpt.0 and "
+                   f"requeued job {job} (restart 1 of at most 3)\n"), err
+
+
+def test_protect_warns_when_the_script_does_not_exec_python(tmp_path):
+    job, name, prog = _submit_own_script(tmp_path, requeue=True, max_restarts=3, exec_python=False)
+    err = tmp_path / f"err-{job}.txt"
+    _wait_text(err, "start Python with `exec python ...` in the batch script")
+    sh("scancel", job)
+    wait_job_done(job, timeout=60)
+    lines = err.read_text().splitlines()
+    assert lines[0].startswith("pyteleport: pyteleport.slurm.protect(): Python is not the job's batch "
+                               "process (its parent is "), lines
+    assert "Slurm's --signal=B:USR2@... reaches the shell, which dies of it" in lines[0], lines
 
 
 def test_protect_refused_requeue_continues_in_new_job(tmp_path):
@@ -238,18 +257,19 @@ def test_outcome_from_the_stage_after_the_job_ended(tmp_path):
     assert (stage / f"exit.{job}").read_text() == "5\n"
     follow = """
 import sys
-from pyteleport.backends._slurm_follow import Follower
+from pyteleport.backends.slurm._follow import Follower
 sys.exit(Follower(sys.argv[1], sys.argv[2]).run())
 """
     again = run_python(["-c", follow, job, str(stage)], tmp_path)
     assert again.returncode == 5, describe(again)
     assert again.stdout == "ready\n", describe(again)
-    # a job id Slurm no longer knows (ended long before MinJobAge), nothing in the stage
-    old = "1"
-    assert subprocess.run(["scontrol", "show", "job", old], capture_output=True).returncode != 0
+    # a job Slurm does not list (as one that ended more than MinJobAge ago),
+    # nothing in the stage: an id this controller never issues, not an old
+    # one (a just-started Slurm gives id 1 to another test's job)
+    old = never_issued_job_id()
     gone = run_python(["-c", follow, old, str(tmp_path)], tmp_path)
     assert gone.returncode == 1, describe(gone)
-    assert "slurm job 1 ended, but its exit status is unknown: Slurm no longer lists it" \
+    assert f"slurm job {old} ended, but its exit status is unknown: Slurm no longer lists it" \
         in gone.stderr, describe(gone)
 
 
@@ -305,7 +325,8 @@ def test_source_stdout_closed_job_runs_on(tmp_path):
         import time
         pyteleport.teleport(backend="slurm", **OPTIONS)
         print("ready", flush=True)
-        time.sleep(1)
+        while not os.path.exists("go"):      # until the test closed the source's stdout
+            time.sleep(0.01)
         for i in range(3):
             say("after", i)
         sys.exit(3)
@@ -314,6 +335,7 @@ def test_source_stdout_closed_job_runs_on(tmp_path):
     proc = _source(tmp_path, prog, job_name=name)
     assert proc.stdout.readline() == "ready\n"
     proc.stdout.close()
+    (tmp_path / "go").touch()
     assert proc.wait(timeout=60) == 3, (tmp_path / "source.err").read_text()
     [job] = _jobs_named(name)
     assert (tmp_path / f"job-{job}.out").read_text() == \
@@ -338,3 +360,74 @@ def test_ctrl_c_on_waiting_source_cancels_the_job(tmp_path):
     fields = wait_job_done(job)
     assert fields["JobState"] == "CANCELLED", fields
     assert proc.returncode == 128 + signal.SIGTERM, (tmp_path / "source.err").read_text()
+
+
+def flaky_scontrol(tmp_path):
+    """A ``scontrol`` for the source's PATH that answers ``show job`` as a
+    busy slurmctld does ("Socket timed out") while ``tmp_path/down`` exists,
+    noting each failure in ``tmp_path/failed``; else the real one.
+    ``(bin dir, down, failed)``."""
+    import shutil
+    bindir = tmp_path / "flaky-bin"
+    bindir.mkdir()
+    down, failed = tmp_path / "down", tmp_path / "failed"
+    script = bindir / "scontrol"
+    script.write_text(f"""#!/bin/sh
+if [ "$1" = show ] && [ -e {down} ]; then
+    echo failed >> {failed}
+    echo "slurm_load_jobs error: Socket timed out on send/recv operation" >&2
+    exit 1
+fi
+exec {shutil.which("scontrol")} "$@"
+""")
+    script.chmod(0o755)
+    return bindir, down, failed
+
+
+def wait_lines(path, count: int, proc=None, timeout: float = 60) -> None:
+    """Wait until ``path`` has ``count`` lines (while ``proc`` runs)."""
+    deadline = time.monotonic() + timeout
+    while not (path.exists() and len(path.read_text().splitlines()) >= count):
+        assert time.monotonic() < deadline, f"{path}: fewer than {count} lines within {timeout} s"
+        assert proc is None or proc.poll() is None, f"the source ended (exit {proc.returncode})"
+        time.sleep(0.02)
+
+
+def test_waiting_source_outlasts_slurm_not_answering(tmp_path):
+    """slurmctld does not answer the source for a while (busy, restarting):
+    the source asks again and, once it answers, exits with the job's exit
+    code after its whole output, as if nothing happened."""
+    prog = write_program(tmp_path, PRELUDE + """
+        import time
+        pyteleport.teleport(backend="slurm", **OPTIONS)
+        print("ready", flush=True)
+        while not os.path.exists("go"):      # until the test has seen the source fail to ask
+            time.sleep(0.01)
+        say("after")
+        sys.exit(3)
+    """.replace("\n        ", "\n"))
+    bindir, down, failed = flaky_scontrol(tmp_path)
+    name = f"ptl-unavailable-{os.getpid()}-{time.monotonic_ns()}"
+    env = dict(os.environ, TEST_SLURM_MOVE="1", PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}",
+               **_env(tmp_path, wait=True, job_name=name))
+    proc = subprocess.Popen([sys.executable, str(prog)], cwd=tmp_path, env=env, text=True,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=open(tmp_path / "source.err", "w"))
+    try:
+        seen = _read_until(proc, "ready\n")
+        down.touch()
+        wait_lines(failed, 3, proc)             # the source asked, and asked again
+        (tmp_path / "go").touch()
+        [job] = _jobs_named(name)
+        assert wait_job_done(job)["JobState"] == "FAILED"     # ended while slurm did not answer
+        wait_lines(failed, len(failed.read_text().splitlines()) + 1, proc)
+        down.unlink()
+        rest = proc.stdout.read()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = (tmp_path / "source.err").read_text()
+    assert "".join(seen) + rest == "ready\nMOVED after\n", err
+    assert proc.returncode == 3, err
+    assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")

@@ -1,4 +1,4 @@
-"""The on-disk cache of compiled morph templates (pyteleport/_template_cache.py).
+"""The on-disk cache of compiled morph templates (pyteleport/_core/compile_cache.py).
 
 Each test runs a real program that moves, in a private cache folder, and
 compares what it prints with a run that does not move.  Whether the source
@@ -195,6 +195,29 @@ def test_folder_writable_by_others_is_not_used(tmp_path):
     assert _checkpoint_compiles(prog, cache) is False
 
 
+@pytest.mark.parametrize("how", ["mode 0666", "another user's", "a symbolic link"])
+def test_an_entry_others_could_have_written_is_not_used(tmp_path, how):
+    """Finding 5: only the folder was checked; a loose entry, another uid's
+    or a link to a file elsewhere was used."""
+    import os
+    from otheruser import other_user
+    cache = tmp_path / "cache"
+    prog = _program(tmp_path)
+    assert _checkpoint_compiles(prog, cache) is True
+    assert _checkpoint_compiles(prog, cache) is False
+    for entry in _entries(cache):
+        if how == "mode 0666":
+            entry.chmod(0o666)
+        elif how == "another user's":
+            os.chown(entry, *other_user())
+        else:
+            elsewhere = tmp_path / entry.name
+            entry.replace(elsewhere)
+            entry.symlink_to(elsewhere)
+    assert _checkpoint_compiles(prog, cache) is True
+    _assert_moved_like_reference(prog, cache)
+
+
 def _other_interpreters() -> list:
     """Other CPython 3.9-3.13 interpreters on PATH (their folder name needs
     only the standard library, not pyteleport's dependencies)."""
@@ -217,7 +240,7 @@ def test_each_interpreter_has_its_own_entries(tmp_path):
     (mine,) = folders
     from importlib.util import MAGIC_NUMBER
     assert mine.name.startswith(f"{sys.implementation.cache_tag}-{MAGIC_NUMBER.hex()}-"), mine.name
-    code = "import pyteleport._template_cache as t; print(t.directory())"
+    code = "import pyteleport._core.compile_cache as t; print(t.directory())"
     seen = {str(mine)}
     for exe in _other_interpreters():
         proc = run([exe, "-c", code], tmp_path,

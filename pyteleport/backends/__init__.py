@@ -1,6 +1,6 @@
 """Backends: where a moved program continues.
 
-A backend turns a :class:`~pyteleport._payload.Payload` into a running target
+A backend turns a :class:`~pyteleport._payload.container.Payload` into a running target
 process.  The core calls :meth:`Backend.spawn`, which returns only once the
 target has confirmed that it rebuilt the program, and then
 :meth:`Target.wait`.  Backends are looked up by name in the entry-point group
@@ -15,7 +15,7 @@ from .._errors import TeleportError
 
 TYPE_CHECKING = False   # typing costs a move milliseconds: annotations only
 if TYPE_CHECKING:
-    from typing import Dict, Type, Union
+    from typing import Dict, Optional, Type, Union
 
 _BUILTIN = {
     "local": "pyteleport.backends.local:LocalBackend",
@@ -27,6 +27,21 @@ _BUILTIN = {
 
 
 DEFAULT_HANDOFF_TIMEOUT = 600.0
+# the folder this pyteleport is imported from (it holds pyteleport/)
+_IMPORT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def entry_code(entry: str, block: Optional[str] = None) -> str:
+    """``python -c`` code that runs ``entry`` (``"module:function"``) of this
+    very pyteleport, whatever the target's own ``sys.path`` holds.  ``block``:
+    a signal (``"USR2"``) blocked first thing, before anything is imported:
+    one that arrives meanwhile stays pending (even if ignored) until the
+    entry unblocks it, instead of taking its default action."""
+    module, function = entry.split(":")
+    first = (f"import signal; signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIG{block}}}); "
+             if block else "")
+    return (f"{first}import sys; sys.path.insert(0, {_IMPORT_ROOT!r}); "
+            f"from {module} import {function}; {function}()")
 
 
 def handoff_timeout_option(value, what: str) -> float:
@@ -75,8 +90,8 @@ class Backend(ABC):
         """A new private directory (mode 0700) where the ranks of an MPI job
         moved by :func:`pyteleport.mpi.teleport` write their payloads; it
         must be visible to them and to the new launch's ranks."""
-        import tempfile
-        return tempfile.mkdtemp(prefix="pyteleport-mpi-")
+        from .mpirun._stage import make_dir
+        return make_dir()
 
     def spawn_ranks(self, directory: str, n: int) -> Target:
         """Start ``n`` MPI ranks, rank *i* resuming ``directory``'s rank *i*
@@ -120,7 +135,48 @@ def get_backend(backend: Union[str, Backend], **options) -> Backend:
     except KeyError:
         raise TeleportError(f"unknown backend {backend!r}; available: {', '.join(sorted(available()))}") from None
     cls = _load(spec)
+    problem = _option_problem(cls, backend, options)
+    if problem:
+        raise TeleportError(problem)
     try:
         return cls(**options)
     except TypeError as e:
         raise TeleportError(f"backend {backend!r}: {e}") from None
+
+
+def _option_problem(cls: Type[Backend], backend: str, options: dict) -> Optional[str]:
+    """What is wrong with ``options`` for ``cls`` (an unknown name, with the
+    likely meant one and the valid ones; a required one missing), or None."""
+    import inspect
+    accepted, required = [], []
+    for klass in cls.__mro__:          # a **options of __init__ goes on to the base class's
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            params = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            return None
+        open_ended = False
+        for p in list(params)[1:]:
+            if p.kind == p.VAR_KEYWORD:
+                open_ended = True
+            elif p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY):
+                accepted.append(p.name)
+                if p.default is p.empty and p.name not in options:
+                    required.append(p.name)
+        if not open_ended:
+            break
+    else:
+        return None     # takes any option
+    unknown = [name for name in options if name not in accepted]
+    if unknown:
+        import difflib
+        name = unknown[0]
+        close = difflib.get_close_matches(name, accepted, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return (f"unknown option {name!r} for the {backend} backend{hint} "
+                f"(its options: {', '.join(sorted(accepted))})")
+    if required:
+        return f"the {backend} backend needs the option {required[0]}= (e.g. teleport({backend!r}, {required[0]}=...))"
+    return None

@@ -4,7 +4,7 @@ By default a new login shell on this machine (``bash -lc``); any other
 command line that runs its last argument as a shell script works too
 (``ssh host``, ``srun --pty=no ...  bash -c``, ``docker exec -i box sh -c``):
 that is the form of the original ``bash_teleport("ssh", "host", "setup;")``.
-The protocol is the one of ``_stream.py``; see there and ``ssh.py``.
+The protocol is the one of ``_stream/backend.py``; see there and ``ssh.py``.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import shlex
 from typing import List, Sequence, Union
 
 from .._errors import TeleportError
-from ._stream import StreamBackend
+from ._stream.backend import StreamBackend
 
 DEFAULT_COMMAND = ("bash", "-lc")
 _SHELLS = {"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "yash", "posh"}
@@ -49,7 +49,7 @@ class BashBackend(StreamBackend):
 
     The other options (``python``, ``setup``, ``cwd``, ``env``, ``ship``,
     ``detach``, ``handoff_timeout``, ``ship_cache``) are those of
-    :class:`~pyteleport.backends._stream.StreamBackend`.
+    :class:`~pyteleport.backends._stream.backend.StreamBackend`.
     """
 
     name = "bash"

@@ -14,7 +14,7 @@ import _signal as signal
 
 from .. import _log
 from .._errors import TeleportError
-from . import Backend, Target, handoff_timeout_option
+from . import Backend, Target, entry_code, handoff_timeout_option
 from ._spawn import spawn
 from ._wakeup import wait_process
 
@@ -27,9 +27,7 @@ _FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 def restore_command(python: str, payload_fd: int, status_fd: int) -> list:
     """Command line that runs the restore entry, finding this very pyteleport."""
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    boot = (f"import sys; sys.path.insert(0, {root!r}); "
-            "from pyteleport._restore import main_fd; main_fd()")
+    boot = entry_code("pyteleport._core.restore:main_fd")
     flags = interpreter_flags() if python == sys.executable else []
     return [python, *flags, "-c", boot, "--payload-fd", str(payload_fd), "--status-fd", str(status_fd)]
 
@@ -158,7 +156,7 @@ def _deliver(proc, payload, payload_w: int, status_r: int, what: str, timeout: f
     # imported here, not at the top: the target is started (prepare) before
     # anything the handoff needs is loaded
     from .._progress import Progress
-    from .._restore import parse_status
+    from .._core.restore import parse_status
     progress = Progress(payload.size, "teleport")
     try:
         with open(payload_w, "wb", buffering=0) as out:

@@ -3,7 +3,7 @@
 
 Using the system client means that ``~/.ssh/config``, jump hosts, agents,
 ControlMaster sockets and password or two-factor prompts work as they do on
-the command line.  Everything travels over that one session (``_stream.py``):
+the command line.  Everything travels over that one session (``_stream/backend.py``):
 the payload on ssh's stdin (never in a file), the status and the program's
 output on its stdout and stderr, Ctrl-C and other signals as frames on its
 stdin, delivered by a small relay next to the program.  No terminal is
@@ -15,7 +15,7 @@ import shlex
 from typing import List, Optional, Sequence, Union
 
 from .._errors import TeleportError
-from ._stream import StreamBackend
+from ._stream.backend import StreamBackend
 
 
 class SshBackend(StreamBackend):
@@ -31,7 +31,7 @@ class SshBackend(StreamBackend):
 
     The other options (``python``, ``setup``, ``cwd``, ``env``, ``ship``,
     ``detach``, ``handoff_timeout``, ``ship_cache``) are those of
-    :class:`~pyteleport.backends._stream.StreamBackend`.
+    :class:`~pyteleport.backends._stream.backend.StreamBackend`.
     """
 
     name = "ssh"
