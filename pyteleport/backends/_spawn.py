@@ -38,6 +38,10 @@ class Child:
             try:
                 pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
+                # reaped elsewhere (a SIGCHLD handler of the program): it has
+                # ended, with a code nobody can tell now, and its pid may
+                # already be another process's
+                self.returncode = 255
                 return self.returncode
             if pid == self.pid:
                 self._set_status(status)
@@ -55,7 +59,8 @@ class Child:
         return self.returncode
 
     def send_signal(self, sig: int) -> None:
-        if self.returncode is None:
+        # never by pid once reaped (as Popen): the pid may be reused
+        if self.poll() is None:
             os.kill(self.pid, sig)
 
     def kill(self) -> None:

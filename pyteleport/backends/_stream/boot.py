@@ -626,7 +626,12 @@ def _stop_watchdog():
         return
     import signal
     pid = int(pid)
-    ours = _parent(pid) == os.getpid()
+    parent = _parent(pid)
+    ours = parent == os.getpid()
+    if not ours and (parent != os.getppid() or _group(pid) != os.getpgrp()):
+        # not our sibling in our group: the watchdog ended, and its pid may
+        # be another process's by now (pids wrap at 32768 on many machines)
+        return
     try:
         if ours:
             os.kill(pid, signal.SIGSTOP)
@@ -645,6 +650,13 @@ def _parent(pid):
         with open("/proc/%d/stat" % pid) as f:
             return int(f.read().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
+        return None
+
+
+def _group(pid):
+    try:
+        return os.getpgid(pid)
+    except OSError:
         return None
 
 
