@@ -9,8 +9,9 @@ if TYPE_CHECKING:
 
 USAGE = """\
 usage: pyteleport resume [--key FILE] PATH    continue a checkpoint (a file, or an MPI job's directory)
-       pyteleport inspect [--key FILE] PATH   show what a payload (or an MPI checkpoint directory) holds,
-                                              without running it
+       pyteleport inspect [--key FILE] [--json] PATH
+                                              show what a payload (or an MPI checkpoint directory) holds
+                                              and why it is that size, without running it
        pyteleport follow JOBID                follow a Slurm job pyteleport submitted (its output, to its end)
        pyteleport --version
        pyteleport COMMAND --help"""
@@ -29,13 +30,18 @@ yours or writable by others is refused (exit code 2) before any of it runs.
                elsewhere that you trust) instead of yours
                ($PYTELEPORT_KEY_FILE does the same)""",
     "inspect": """\
-usage: pyteleport inspect [--key FILE] PATH
+usage: pyteleport inspect [--key FILE] [--json] PATH
 
-Verify the payload PATH (or an MPI checkpoint directory), then show what it
-holds: Python version, signature, the frames, the working directory, argv
-and sizes.  Nothing of the file is executed.
+Verify the payload PATH (or an MPI checkpoint directory: its manifest, then
+rank 0's file), then show what it holds: Python version, signature,
+working directory, argv; each frame's variables with their types and sizes;
+__main__'s globals, largest first; the largest objects and where they are;
+the modules that resuming it imports and the files it reopens.  Sizes are
+bytes in the payload.  Nothing of the file is executed: the program state
+is read as a stream of pickle opcodes, never unpickled.
 
-  --key FILE   check the signature with the key FILE instead of yours""",
+  --key FILE   check the signature with the key FILE instead of yours
+  --json       the same facts as one JSON object, for tools""",
     "follow": """\
 usage: pyteleport follow JOBID
 
@@ -66,13 +72,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     parsed = _parse(command, rest)
     if isinstance(parsed, int):
         return parsed
-    key, path = parsed
+    key, path, as_json = parsed
     if key is not None:
         import os
         from ._payload.signing import KEY_ENV
         os.environ[KEY_ENV] = os.path.abspath(key)
     if command == "inspect":
-        return _inspect(path)
+        return _inspect(path, as_json)
     if command == "follow":
         return _follow(path, key)
     # the resumed program runs from here on: keep this path lean
@@ -87,9 +93,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def _parse(command: str, args: List[str]):
-    """``(key file or None, path)`` of ``pyteleport COMMAND ARGS``, or the
-    exit code when there is nothing to run (help shown, bad arguments)."""
-    key, paths = None, []
+    """``(key file or None, path, --json)`` of ``pyteleport COMMAND ARGS``,
+    or the exit code when there is nothing to run (help shown, bad arguments)."""
+    key, paths, as_json = None, [], False
     i = 0
     while i < len(args):
         arg = args[i]
@@ -102,6 +108,8 @@ def _parse(command: str, args: List[str]):
             continue
         if arg.startswith("--key="):
             key = arg[len("--key="):]
+        elif arg == "--json" and command == "inspect":
+            as_json = True
         elif arg == "--":
             paths += args[i + 1:]
             break
@@ -113,7 +121,7 @@ def _parse(command: str, args: List[str]):
     if len(paths) != 1:
         return _usage_error(command, "give one PATH" if not paths else
                             f"one PATH only, not {len(paths)}: {' '.join(paths)}")
-    return key, paths[0]
+    return key, paths[0], as_json
 
 
 def _follow(job_id: str, key) -> int:
@@ -135,45 +143,37 @@ def _usage_error(command: str, message: str) -> int:
     return 2
 
 
-def _inspect(path: str) -> int:
-    """Verify the payload (signature, else checksum), then show its context,
-    read as plain data: nothing in the file is executed."""
+def _inspect(path: str, as_json: bool = False, directory: Optional[dict] = None) -> int:
+    """Verify the payload (signature, else checksum), then show what it
+    holds (see ``_inspect.py``): nothing in the file is executed."""
     import os
     if os.path.isdir(path) and not os.path.islink(path):
-        return _inspect_dir(path)
-    from ._payload.container import PayloadError, inspect
+        return _inspect_dir(path, as_json)
+    from ._payload.container import PayloadError, inspect_payload
     from ._payload.private import UnsafeFile, open_file
+    from . import _inspect as report
     try:
         with open_file(path, "payload", owner=False) as f:
-            size = os.fstat(f.fileno()).st_size
-            header, ctx, state_len = inspect(f)
-        lines = [f"payload:     {path} ({size:,} bytes; program state {state_len:,} bytes)",
-                 f"python:      {header.python[0]}.{header.python[1]}",
-                 f"pyteleport:  {header.pyteleport_version} (format {header.format_version}, "
-                 + (f"signed, key id {header.key_id.hex()}: {header.key_path})" if header.key_id
-                    else f"checksum {header.checksum}; NOT signed: pyteleport resume refuses it)"),
-                 f"directory:   {_text(ctx.get('cwd'))}",
-                 f"argv:        {_text(ctx.get('argv'))}",
-                 "frames (outermost first):"]
-        frames = ctx.get("frames")
-        lines += [f"  {_text(where)}" for where in (frames if isinstance(frames, list) else [frames])]
+            size = report.file_size(f)
+            header, ctx, payload = inspect_payload(f, any_python=True)
+        facts = report.report(path, header, ctx, payload, size)
     except OSError as e:
         sys.stderr.write(f"pyteleport: cannot open {path}: {e.strerror}\n")
         return 2
     except (PayloadError, UnsafeFile) as e:
         sys.stderr.write(f"pyteleport: {path}: {e}\n")
         return 2
-    print("\n".join(lines))
+    if as_json:
+        import json
+        if directory is not None:
+            facts = {"mpi_checkpoint": directory, "rank0": facts}
+        print(json.dumps(facts, indent=1, default=repr))   # the context may hold bytes
+    else:
+        print(report.render(facts))
     return 0
 
 
-def _text(value) -> str:
-    """A context field for the terminal: plain text, no control characters."""
-    text = value if isinstance(value, str) else repr(value)
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
-def _inspect_dir(path: str) -> int:
+def _inspect_dir(path: str, as_json: bool) -> int:
     """An MPI job's checkpoint directory: its manifest, then rank 0's payload."""
     import os
     from .mpi._dir import CheckpointError, rank_file, read_manifest
@@ -182,10 +182,17 @@ def _inspect_dir(path: str) -> int:
     except CheckpointError as e:
         sys.stderr.write(f"pyteleport: {e}\n")
         return 2
-    print(f"MPI checkpoint: {path} ({manifest.ranks} ranks, Python {manifest.python[0]}."
-          f"{manifest.python[1]}, pyteleport {manifest.version}, id {manifest.id})")
-    for rank, (size, checksum) in enumerate(manifest.files):
-        print(f"  {rank_file(rank, manifest.slot)}: {size:,} bytes, checksum {checksum:016x}")
-    return _inspect(os.path.join(path, rank_file(0, manifest.slot)))
+    files = [{"file": rank_file(rank, manifest.slot), "bytes": size, "checksum": f"{checksum:016x}"}
+             for rank, (size, checksum) in enumerate(manifest.files)]
+    directory = {"path": path, "ranks": manifest.ranks, "python": f"{manifest.python[0]}.{manifest.python[1]}",
+                 "pyteleport": manifest.version, "id": manifest.id, "files": files}
+    if not as_json:
+        print(f"MPI checkpoint: {path} ({manifest.ranks} ranks, Python {manifest.python[0]}."
+              f"{manifest.python[1]}, pyteleport {manifest.version}, id {manifest.id})")
+        for f in files:
+            print(f"  {f['file']}: {f['bytes']:,} bytes, checksum {f['checksum']}")
+    return _inspect(os.path.join(path, rank_file(0, manifest.slot)), as_json, directory)
+
+
 if __name__ == "__main__":
     sys.exit(main())

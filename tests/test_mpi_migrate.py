@@ -13,6 +13,7 @@ one-line message and exit code, and for leaving the program running.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -209,8 +210,15 @@ def test_inspect_directory(saved_dir: Path) -> None:
     call = next(i for i, line in enumerate(source, 1) if "pyteleport.mpi.checkpoint(" in line)
     top = source.index("result = run(6)") + 1
     prog = saved_dir.parent / "prog.py"
-    assert lines[-3:] == ["frames (outermost first):", f"  {prog}:{top}, in <module>",
-                          f"  {prog}:{call}, in run"], lines
+    at = lines.index("frames (outermost first; sizes are bytes in this payload):")
+    wheres = [line for line in lines[at + 1:] if line.startswith("  /")]
+    assert wheres[:2] == [f"  {prog}:{top}, in <module>", f"  {prog}:{call}, in run"], lines
+    # the same for tools, with the manifest
+    proc = run([sys.executable, "-m", "pyteleport", "inspect", "--json", "ckpt0"], saved_dir.parent)
+    assert proc.returncode == 0, describe(proc)
+    facts = json.loads(proc.stdout)
+    assert facts["mpi_checkpoint"]["ranks"] == 2 and len(facts["mpi_checkpoint"]["files"]) == 2, facts
+    assert [f["where"] for f in facts["rank0"]["frames"]] == [w.strip() for w in wheres[:2]], facts
 
 
 def _refused(cwd: Path, cmd: List[str], message: str) -> None:

@@ -82,6 +82,8 @@ def pack(frame, result: Any, extra_context: Dict[str, Any] = None,
     finally:
         _state_pickling.end()
     context = _context(main, states, extra_context or {})
+    context["variables"] = _variable_labels(states, chain, recipes)
+    context["global_types"] = {k: _type_name(v) for k, v in main_globals.items()}
     payload = Payload(pickle_dumps(context, protocol=4), state_bytes, buffers)
     if _log.debug_enabled():
         _log.debug("packed %d frames (innermost %s) into %d bytes, %d out-of-band buffers, in %.1f ms",
@@ -129,6 +131,48 @@ def _context(main, states: List[FrameState], extra: Dict[str, Any]) -> Dict[str,
     }
     ctx.update(extra)
     return ctx
+
+
+def _variable_labels(states: List[FrameState], chain: list, recipes) -> list:
+    """For ``pyteleport inspect`` (``_payload.anatomy``), outermost frame
+    first: the ``(name, type)`` of each value the frame's morph is filled
+    with, in the order of its fills, and of each cell of its closure; None
+    for a value of pyteleport's own (the next frame's morph, a block's
+    state).  Plain data, found by identity: no walk over the objects."""
+    out = []
+    for state, morph in zip(states, reversed(chain)):
+        names: Dict[int, List[str]] = {}
+        for k, v in state.locals.items():
+            names.setdefault(id(v), []).append(k)
+        for i, v in enumerate(state.stack):
+            if v is not NULL:
+                names.setdefault(id(v), []).append(f"(evaluation stack {i})")
+        used = set()
+        fills = []
+        recipe = recipes.get(id(morph))
+        for _, value in (recipe[1][1] if recipe is not None else ()):
+            found = [n for n in names.get(id(value), ()) if n not in used]
+            used.update(found)
+            fills.append((" = ".join(found), _type_name(value)) if found else None)
+        cells = []
+        closure = recipe[1][3] if recipe is not None and len(recipe[1]) > 3 else None
+        by_cell = {id(c): k for k, c in state.cells.items()}
+        for cell in closure or ():
+            name = by_cell.get(id(cell))
+            try:
+                contents = cell.cell_contents
+            except ValueError:
+                name = None
+            cells.append(None if name is None or name in used else (name, _type_name(contents)))
+        out.append({"fills": fills, "cells": cells})
+    return out
+
+
+def _type_name(value) -> str:
+    t = type(value)
+    module = getattr(t, "__module__", None)
+    name = getattr(t, "__qualname__", t.__name__)
+    return name if module in (None, "builtins") else f"{module}.{name}"
 
 
 def _signal_handlers() -> Dict[int, Any]:

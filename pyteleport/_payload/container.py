@@ -445,8 +445,9 @@ def _advise_huge_pages(address: int, n: int) -> None:
         madvise(start, end - start, advice)       # a failure only costs speed
 
 
-def read_header(reader: _Reader, signed: bool = True) -> Header:
-    """The header; ``signed``: refuse a payload without a MAC (one in a file)."""
+def read_header(reader: _Reader, signed: bool = True, any_python: bool = False) -> Header:
+    """The header; ``signed``: refuse a payload without a MAC (one in a file);
+    ``any_python``: of another interpreter too (to be read, not run)."""
     if reader.left is not None and reader.left < HEADER.size:
         # an empty file, a few bytes: not a payload cut short (that has its header)
         raise PayloadError(f"not a pyteleport payload ({'an empty file' if not reader.left else f'only {reader.left} bytes'})")
@@ -462,10 +463,10 @@ def read_header(reader: _Reader, signed: bool = True) -> Header:
     # not verified yet: shown in messages as printable text only
     version = "".join(c if c.isprintable() else "?" for c in version_bytes.decode("utf-8", "replace"))
     here = sys.version_info[:2]
-    if (major, minor) != here:
+    if (major, minor) != here and not any_python:
         raise PayloadError(f"payload was made by Python {major}.{minor} (pyteleport {version}); "
                            f"this is Python {here[0]}.{here[1]}: resume it with Python {major}.{minor}")
-    if bc_magic != MAGIC_NUMBER:
+    if bc_magic != MAGIC_NUMBER and not any_python:
         raise PayloadError(f"payload was made by a Python {major}.{minor} build with another "
                            f"bytecode magic number; resume it with the same interpreter build")
     key_id, key_path = b"", ""
@@ -501,12 +502,12 @@ def read_header(reader: _Reader, signed: bool = True) -> Header:
     return Header(fmt, (major, minor), bc_magic, version, name, key_id, key_path)
 
 
-def read(stream, progress=None, signed: bool = True):
+def read(stream, progress=None, signed: bool = True, any_python: bool = False):
     """Read and verify a whole payload; returns ``(header, Payload)``.
     ``signed``: a MAC with this user's key is required (a payload from a
     file); else a checksum is accepted (a pipe only the source writes to)."""
     reader = _Reader(stream, progress)
-    header = read_header(reader, signed)
+    header = read_header(reader, signed, any_python)
     context = bytes(reader.exact(U64.unpack(reader.exact(8, "context length"))[0], "context"))
     state = bytes(reader.exact(U64.unpack(reader.exact(8, "state length"))[0], "state"))
     (count,) = U32.unpack(reader.exact(4, "buffer count"))
@@ -558,7 +559,14 @@ def inspect(stream, signed: bool = False):
     """Read and verify a payload (signature if it has one, else checksum;
     ``signed``: a signature is required); returns ``(header, context,
     state length)``, the context read as plain data: nothing is executed."""
-    header, payload = read(stream, signed=signed)
+    header, ctx, payload = inspect_payload(stream, signed)
+    return header, ctx, len(payload.state)
+
+
+def inspect_payload(stream, signed: bool = False, any_python: bool = False):
+    """As :func:`inspect`, returning ``(header, context, Payload)``;
+    ``any_python``: a payload of another Python version too (to be read only)."""
+    header, payload = read(stream, signed=signed, any_python=any_python)
     try:
         ctx = load_data(payload.context)
     except PayloadError:
@@ -567,7 +575,7 @@ def inspect(stream, signed: bool = False):
         raise PayloadError(f"corrupted payload: its context cannot be read ({type(e).__name__})") from None
     if not isinstance(ctx, dict):
         raise PayloadError("corrupted payload: its context is not a mapping")
-    return header, ctx, len(payload.state)
+    return header, ctx, payload
 
 
 def rewrite_python_version(path: str, version: tuple) -> None:

@@ -111,7 +111,7 @@ def resume_generator(fn):
 def exhausted_generator():
     def exhausted():
         return
-        yield  # noqa: unreachable, makes this a generator
+        yield  # unreachable: makes this a generator
     gen = exhausted()
     for _ in gen:
         pass
