@@ -74,6 +74,7 @@ def _teleport(frame, backend, **options) -> None:
 
 
 def _move(frame, impl, cell) -> None:
+    impl.keeps_running = cell is not None
     # a backend may start connecting while the program is packed
     prepare = getattr(impl, "prepare", None)
     if prepare is not None:

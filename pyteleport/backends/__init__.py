@@ -76,6 +76,9 @@ class Backend(ABC):
     """
 
     name = "?"
+    # set by pyteleport before the move: the source goes on once the target
+    # ended (a notebook kernel moving a cell), rather than exiting
+    keeps_running = False
 
     @abstractmethod
     def spawn(self, payload) -> Target:

@@ -14,7 +14,7 @@ import _signal as signal
 
 from .. import _log
 from .._errors import TeleportError
-from . import Backend, Target, entry_code, handoff_timeout_option
+from . import Backend, Target, _adoption, entry_code, handoff_timeout_option
 from ._spawn import spawn
 from ._wakeup import wait_process
 
@@ -25,11 +25,13 @@ if TYPE_CHECKING:
 _FORWARDED = ("SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
 
 
-def restore_command(python: str, payload_fd: int, status_fd: int) -> list:
-    """Command line that runs the restore entry, finding this very pyteleport."""
+def restore_command(python: str, payload_fd: int, status_fd: int, hop_fd: Optional[int] = None) -> list:
+    """Command line that runs the restore entry, finding this very pyteleport
+    (``hop_fd``: the waiter's pipe of a chain of moves, see _adoption.py)."""
     boot = entry_code("pyteleport._core.restore:main_fd")
     flags = interpreter_flags() if python == sys.executable else []
-    return [python, *flags, "-c", boot, "--payload-fd", str(payload_fd), "--status-fd", str(status_fd)]
+    hop = [] if hop_fd is None else [_adoption.HOP_ARG, str(hop_fd)]
+    return [python, *flags, "-c", boot, "--payload-fd", str(payload_fd), "--status-fd", str(status_fd), *hop]
 
 
 _FLAGS = ("optimize", "debug", "dont_write_bytecode", "no_site", "verbose", "bytes_warning", "quiet",
@@ -76,11 +78,18 @@ class _Forwarding:
 
 
 class LocalTarget(Target):
-    def __init__(self, proc):
+    def __init__(self, proc, forwarding=None, hop_r: Optional[int] = None):
         self.proc = proc
+        self.forwarding = forwarding
+        self.hop_r = hop_r       # a waiter's end of the chain's pipe (see _adoption.py)
 
     def wait(self) -> int:
-        code = wait_process(self.proc)
+        if self.hop_r is not None:
+            code = _adoption.wait_chain(self.proc, self.hop_r, self.forwarding)
+        elif self.forwarding is not None and _adoption.announce(self.proc.pid):
+            return 0         # a hop of a chain: the waiter waits for the target now
+        else:
+            code = wait_process(self.proc)
         return 128 - code if code < 0 else code
 
 
@@ -100,7 +109,7 @@ class LocalBackend(Backend):
     def __init__(self, python: Optional[str] = None, handoff_timeout: Optional[float] = None):
         self.python = python or os.environ.get("PYTELEPORT_PYTHON") or sys.executable
         self.handoff_timeout = handoff_timeout_option(handoff_timeout, "local backend")
-        self._started = None   # (proc, payload_w, status_r) between prepare() and spawn()
+        self._started = None   # (proc, payload_w, status_r, hop_r) between prepare() and spawn()
 
     def prepare(self) -> None:
         """Start the target before the program is packed: its interpreter
@@ -110,32 +119,56 @@ class LocalBackend(Backend):
             return
         payload_r, payload_w = os.pipe()
         status_r, status_w = os.pipe()
+        # a chain of moves: a hop passes its waiter's pipe on; a first source
+        # that only waits once the target runs becomes the chain's waiter
+        hop_r = hop_w = None
+        hop = _adoption.inherited()
+        if hop is None and not self.keeps_running:
+            hop_r, hop_w = os.pipe()
+            hop = hop_w
+        fds = (payload_r, status_w) + (() if hop is None else (hop,))
         try:
-            proc = spawn(restore_command(self.python, payload_r, status_w), pass_fds=(payload_r, status_w))
+            proc = spawn(restore_command(self.python, payload_r, status_w, hop), pass_fds=fds)
         except OSError as e:
-            for fd in (payload_r, payload_w, status_r, status_w):
-                os.close(fd)
+            for fd in (payload_r, payload_w, status_r, status_w, hop_r, hop_w):
+                if fd is not None:
+                    os.close(fd)
             raise TeleportError(f"local backend: cannot start {self.python!r}: {e.strerror}") from None
         os.close(payload_r)
         os.close(status_w)
+        if hop_w is not None:
+            os.close(hop_w)
+            # before the payload is sent, so before the target can move again;
+            # here, while the target's interpreter starts (ctypes costs milliseconds)
+            if not _adoption.become_subreaper():
+                os.close(hop_r)       # its hops find no reader: each waits, as without
+                hop_r = None
         _log.debug("local backend: started pid %d (%s)", proc.pid, self.python)
-        self._started = (proc, payload_w, status_r)
+        self._started = (proc, payload_w, status_r, hop_r)
 
     def cancel(self) -> None:
         """Stop the target :meth:`prepare` started (the program stays here)."""
         started, self._started = self._started, None
         if started is not None:
-            proc, payload_w, status_r = started
-            os.close(payload_w)
-            os.close(status_r)
+            proc, payload_w, status_r, hop_r = started
+            for fd in (payload_w, status_r, hop_r):
+                if fd is not None:
+                    os.close(fd)
             proc.kill()
             proc.wait()
 
     def spawn(self, payload) -> Target:
         self.prepare()
-        (proc, payload_w, status_r), self._started = self._started, None
-        return _handoff(proc, payload, payload_w, status_r, f"local backend ({self.python})",
-                        self.handoff_timeout)
+        (proc, payload_w, status_r, hop_r), self._started = self._started, None
+        try:
+            target = _handoff(proc, payload, payload_w, status_r, f"local backend ({self.python})",
+                              self.handoff_timeout)
+        except BaseException:
+            if hop_r is not None:
+                os.close(hop_r)
+            raise
+        target.hop_r = hop_r
+        return target
 
 
 def _handoff(proc, payload, payload_w: int, status_r: int, what: str, timeout: float) -> Target:
@@ -143,13 +176,15 @@ def _handoff(proc, payload, payload_w: int, status_r: int, what: str, timeout: f
     the target is gone and the signal handlers are as they were."""
     forwarding = _Forwarding(proc)
     try:
-        return _deliver(proc, payload, payload_w, status_r, what, timeout)
+        target = _deliver(proc, payload, payload_w, status_r, what, timeout)
     except BaseException:
         forwarding.undo()
         if proc.poll() is None:
             proc.kill()
         proc.wait()
         raise
+    target.forwarding = forwarding
+    return target
 
 
 def _deliver(proc, payload, payload_w: int, status_r: int, what: str, timeout: float) -> Target:
