@@ -320,3 +320,26 @@ def test_backends_registered():
     import pyteleport
     with pytest.raises(pyteleport.TeleportError, match="the ssh backend needs the option host="):
         get_backend("ssh")
+
+
+def test_detach_never_writes_through_a_planted_link(tmp_path):
+    """A symbolic link planted where the detached program's output goes (a
+    shared directory) is refused, never followed: the victim is untouched
+    and the move fails with the program still running here."""
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (tmp_path / "detached.out").symlink_to(victim)
+    prog = write_program(tmp_path, PRELUDE + f"""
+try:
+    pyteleport.teleport(backend="bash", detach={str(tmp_path / "detached")!r})
+except pyteleport.TeleportError as e:
+    print("REFUSED", e)
+say("still here")
+""")
+    proc = run_python([prog], tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("REFUSED ") and "cannot open the output file" in lines[0], describe(proc)
+    assert lines[1:] == ["SAME still here"], describe(proc)
+    assert victim.read_text() == "precious\n"
+    assert not (tmp_path / "detached.err").exists()
