@@ -516,3 +516,63 @@ def test_real_time_limit_requeues_and_resumes(tmp_path):
     fields = wait_job_done(ids[0])
     assert int(fields["Restarts"]) >= 1, fields
     assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
+
+
+SLOW_REBUILD = PRELUDE + """
+class Slow:
+    def __setstate__(self, state):
+        # runs while the job rebuilds the program
+        if os.environ.get("SLURM_JOB_ID"):
+            open("rebuilding", "w").close()
+            import time
+            time.sleep(60)
+        self.__dict__.update(state)
+
+
+slow = Slow()
+slow.x = 1
+try:
+    pyteleport.teleport(backend="slurm", **OPTIONS)
+except pyteleport.TeleportError as e:
+    say("refused:", str(e).split(": ", 1)[1])
+say("ran", slow.x)
+"""
+
+
+@pytest.mark.parametrize("wait", [False, True])
+def test_a_job_cancelled_while_it_rebuilds_leaves_nothing_in_the_stage(tmp_path, wait):
+    """scancel before the program runs: the payload (which nobody would
+    ever resume) and the status go, and the stage once empty; a following
+    source gets a TeleportError and its program carries on there."""
+    prog = write_program(tmp_path, SLOW_REBUILD)
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", **_env(tmp_path, wait=wait)}
+    source = subprocess.Popen([sys.executable, prog], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "rebuilding").exists():
+            assert time.monotonic() < deadline and source.poll() in (None, 0), source.communicate()
+            time.sleep(0.05)
+        # the job running in this test's folder
+        job, = [line.split()[0] for line in subprocess.run(
+            ["squeue", "-h", "-o", "%i %Z"], capture_output=True, text=True, check=True).stdout.splitlines()
+            if line.split()[1:] == [str(tmp_path)]]
+        assert [p.name for p in (tmp_path / "stage").rglob("payload.*")], "the payload should be there"
+        subprocess.run(["scancel", job], check=True)
+        out, err = source.communicate(timeout=60)
+    finally:
+        if source.poll() is None:
+            source.kill()
+            source.wait()
+    assert source.returncode == 0, (out, err)
+    assert wait_job_done(job)["JobState"] == "CANCELLED"
+    assert _stage_clean(tmp_path), list((tmp_path / "stage").rglob("*"))
+    assert (tmp_path / f"job-{job}.out").read_text() == ""
+    assert "cancelled while it rebuilt the program" in (tmp_path / f"job-{job}.err").read_text()
+    if wait:    # the move failed: the program carries on in the source
+        refused, ran = out.splitlines()[-2:]
+        assert refused.startswith("SAME refused: ") and ran == "SAME ran 1", (out, err)
+        assert refused.endswith("could not resume the program: the job was cancelled (SIGTERM) while it "
+                                "rebuilt the program"), (out, err)
+    else:
+        assert out == "", (out, err)

@@ -95,6 +95,42 @@ def _remove_notes(stage: str) -> None:
                 pass
 
 
+class _CancelledWhileRebuilding:
+    """``scancel`` (SIGTERM) before the program runs: nothing of this task
+    may stay in the stage, where no one would ever resume it (a job with no
+    source following it leaves nobody to clean up), and the source, if it
+    follows, is told why.  Undone as the program is about to run (its own
+    handler, if the payload brought one, is left in place)."""
+
+    def __init__(self, stage: str, tag: str, detached: bool, stream: "_Source", status_fd: int):
+        self.stage, self.tag, self.detached = stage, tag, detached
+        self.stream, self.status_fd = stream, status_fd
+        self.installed = False
+
+    def install(self) -> None:
+        import _signal
+        _signal.signal(_signal.SIGTERM, self)
+        self.installed = True
+
+    def undo(self) -> None:
+        import _signal
+        if _signal.getsignal(_signal.SIGTERM) is self:
+            _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+        self.installed = False
+
+    def __call__(self, signum, _frame) -> None:
+        self.stream.drop()
+        try:
+            os.write(self.status_fd, b"\x1b[PYTELEPORT-STATUS] ERR the job was cancelled (SIGTERM) "
+                                     b"while it rebuilt the program\n")
+        except OSError:
+            pass
+        _cleanup(self.stage, self.tag, self.detached)
+        sys.stderr.write("pyteleport: the job was cancelled while it rebuilt the program\n")
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+
 def _parse(argv):
     """``(stage, options)``; ``options["protect"]`` is ``(signal, max_restarts)``."""
     stage, rest, opts = argv[0], list(argv[1:]), {}
@@ -194,7 +230,14 @@ def main(argv=None) -> None:
             from ... import slurm
             slurm.start(opts.get("signalled", False), stream.keep)
         stream.drop()
+        if cancelled.installed:
+            cancelled.undo()
 
+    cancelled = _CancelledWhileRebuilding(stage, tag, detached, stream, status_fd)
+    if "protect" not in opts:
+        # a requeued job needs its payload: with --protect, a SIGTERM stays
+        # Slurm's (the job may come back); without, it is the job's end
+        cancelled.install()
     atexit.register(_cleanup, stage, tag, detached)
     try:
         _restore.restore(stream, status_fd, launch_env=job_env,
