@@ -69,9 +69,11 @@ def test_pyteleports_own_index_comes_first(tmp_path):
     """In a fan-out of pyteleport's, the index it gave wins over the variables
     of the launch around it (here: a stray SLURM_ARRAY_TASK_ID)."""
     prog = write_program(tmp_path, """\
+        import os
         import pyteleport
         pyteleport.teleport("mpirun", n=2)
-        print("moved", pyteleport.task_index(), flush=True)
+        # one write per rank: the launcher interleaves the ranks' writes
+        os.write(1, f"moved {pyteleport.task_index()}\n".encode())
         """)
     proc = mpilaunch.run([sys.executable, prog], tmp_path, timeout=120, SLURM_ARRAY_TASK_ID="7")
     assert proc.returncode == 0, mpilaunch.describe(proc)
