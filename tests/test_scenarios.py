@@ -187,6 +187,11 @@ def test_classes_by_value(case):
     assert_differential("s23_classes.py", args=[case])
 
 
+@pytest.mark.parametrize("case", cases("s29_method_lookups.py"))
+def test_moves_inside_a_method_lookup(case):
+    assert_differential("s29_method_lookups.py", args=[case])
+
+
 # cases of s23 and their number of moves
 CELL_MOVES = {"shared_cells": 3, "move_inside_closure": 1, "comprehension_lambdas": 2,
               "inside_comprehension": 1, "captured_arguments": 3}

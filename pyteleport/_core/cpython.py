@@ -144,12 +144,16 @@ class OpcodeFacts:
     ``not_jumps``          instructions ``dis`` lists as jumps that never jump
                            (3.14+ END_ASYNC_FOR: its argument names the END_SEND
                            it comes from, for sys.monitoring's branch events)
+    ``method_pair``        what a method load (LOAD_METHOD, LOAD_ATTR with the
+                           low bit) leaves when the attribute is no method (a
+                           property, a descriptor's ``__get__``, ``__getattr__``):
+                           "null_first" (NULL, value) or "null_last" (value, NULL)
     """
     FIELDS = ("call_ops", "gen_resume_ops", "gen_send_ops", "push0_ops", "push2_ops",
               "push2_if_lowbit", "unconditional_jumps", "terminators", "exception_model",
               "block_handler_unit", "block_setup_ops", "jump_op", "call0", "header_ops", "suspended_lasti_at_yield",
               "suspended_yield", "call_prefix_ops", "native_call_ops", "with_enter_ops", "with_enter_slot",
-              "with_enter_pushes_block", "iter_index_op", "not_jumps")
+              "with_enter_pushes_block", "iter_index_op", "not_jumps", "method_pair")
 
     def __init__(self, **facts):
         if set(facts) != set(self.FIELDS):
@@ -184,6 +188,7 @@ OPCODE_FACTS[(3, 9)] = OpcodeFacts(
     with_enter_pushes_block=True,
     iter_index_op=None,
     not_jumps=frozenset(),
+    method_pair="null_first",
 )
 OPCODE_FACTS[(3, 10)] = OpcodeFacts(**{**OPCODE_FACTS[(3, 9)].__dict__, "block_handler_unit": 2})
 OPCODE_FACTS[(3, 11)] = OpcodeFacts(
@@ -210,6 +215,7 @@ OPCODE_FACTS[(3, 11)] = OpcodeFacts(
     with_enter_pushes_block=False,
     iter_index_op=None,
     not_jumps=frozenset(),
+    method_pair="null_first",
 )
 OPCODE_FACTS[(3, 12)] = OpcodeFacts(**{
     **OPCODE_FACTS[(3, 11)].__dict__,
@@ -229,6 +235,7 @@ OPCODE_FACTS[(3, 13)] = OpcodeFacts(**{
     "call0": ("LOAD_FN", "PUSH_NULL", "CALL"),
     "suspended_lasti_at_yield": False,
     "call_prefix_ops": frozenset(),
+    "method_pair": "null_last",
 })
 # 3.14: RETURN_CONST is gone (LOAD_CONST + RETURN_VALUE); new and specialised loads
 # (LOAD_FAST_BORROW, LOAD_SMALL_INT, superinstructions) push one value each and

@@ -207,7 +207,7 @@ def emit_prologue(state: FrameState, inner_fn, labels, em: ValueEmitter):
         if r.pushes == 0:
             em.op("POP_TOP")
         elif r.pushes == 2:
-            raise TeleportError(f"{state.where}: resuming inside a method lookup is not supported yet")
+            _method_pair(em)
         em.op(OPS.jump_op, labels.at_index(r.index + 1))
     elif r.kind == "reexec":
         if r.keep < len(analyze(code).tags_before[labels.offset_of(r.index)]):
@@ -225,6 +225,24 @@ def emit_prologue(state: FrameState, inner_fn, labels, em: ValueEmitter):
         em.op(OPS.jump_op, labels.at_index(labels.body_start))
     else:
         raise AssertionError(r.kind)
+
+
+def _method_pair(em) -> None:
+    """The value of a method load that called Python code (a property, a
+    descriptor, ``__getattr__``) is on the stack: leave what the load leaves
+    for an attribute that is no method, the value and a NULL in the order of
+    this version (the call that follows takes the value as the callable)."""
+    if OPS.method_pair == "null_last":
+        em.op("PUSH_NULL")
+    elif OPS.exception_model == "table":      # 3.11/3.12
+        em.op("PUSH_NULL")
+        em.op("SWAP", 2)
+    else:     # 3.9/3.10: no PUSH_NULL; a holder's plain attribute loaded as a method
+        holder = NullPair(None)
+        em.const(holder)
+        em.op("STORE_ATTR", "v")
+        em.const(holder)
+        em.op("LOAD_METHOD", "v")
 
 
 def _nargs(code) -> int:
