@@ -73,7 +73,7 @@ def test_pyteleports_own_index_comes_first(tmp_path):
         import pyteleport
         pyteleport.teleport("mpirun", n=2)
         # one write per rank: the launcher interleaves the ranks' writes
-        os.write(1, f"moved {pyteleport.task_index()}\n".encode())
+        os.write(1, f"moved {pyteleport.task_index()}\\n".encode())
         """)
     proc = mpilaunch.run([sys.executable, prog], tmp_path, timeout=120, SLURM_ARRAY_TASK_ID="7")
     assert proc.returncode == 0, mpilaunch.describe(proc)
