@@ -218,8 +218,8 @@ def main_fd(argv=None) -> None:
     payload_fd = int(opts["--payload-fd"])
     status_fd = int(opts["--status-fd"]) if "--status-fd" in opts else None
     if "--hop-fd" in opts:       # a hop of a chain of local moves
-        from ..backends import _adoption
-        _adoption.take(int(opts["--hop-fd"]))
+        from .. import _hop
+        _hop.take(int(opts["--hop-fd"]))
     # unbuffered: on stdin, what follows the payload is the program's input
     with open(payload_fd, "rb", buffering=0, closefd=payload_fd > 2) as stream:
         restore(stream, status_fd, signed=False)

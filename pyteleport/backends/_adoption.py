@@ -31,29 +31,10 @@ from ._wakeup import Wakeup, _pidfd
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Optional, Set
+    from typing import Set
 
-HOP_ARG = "--hop-fd"
+HOP_ARG = "--hop-fd"     # read by the restore entry into pyteleport._hop
 _PR_SET_CHILD_SUBREAPER = 36
-
-# the write end of the waiter's pipe this process was started with (a hop
-# of a chain), set by the restore entry, and the pid it was given to (a
-# child the program forks has the descriptor too, but is no hop)
-_inherited: Optional[int] = None
-_owner: Optional[int] = None
-
-
-def take(fd: int) -> None:
-    """In a target started with ``--hop-fd``: remember the waiter's pipe
-    (not inherited by the program's own child processes)."""
-    global _inherited, _owner
-    os.set_inheritable(fd, False)
-    _inherited, _owner = fd, os.getpid()
-
-
-def inherited() -> Optional[int]:
-    """The waiter's pipe, if this process is a hop of a chain."""
-    return _inherited if _owner == os.getpid() else None
 
 
 def become_subreaper() -> bool:
@@ -61,21 +42,11 @@ def become_subreaper() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        import ctypes      # only in a first source, while its target starts up
-        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def announce(pid: int) -> bool:
-    """In a hop whose target confirmed: tell the waiter to wait for ``pid``
-    from now on.  False if the waiter cannot be told (gone)."""
-    fd = inherited()
-    if fd is None:
-        return False
-    try:
-        return os.write(fd, b"%d\n" % pid) > 0
-    except OSError:       # EPIPE: the waiter is gone
+        # _ctypes alone: ctypes' own module costs a first source milliseconds more
+        import _ctypes
+        prctl = _ctypes.dlsym(_ctypes.dlopen(None), "prctl")
+        return _ctypes.call_function(prctl, (_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (ImportError, OSError, AttributeError):
         return False
 
 

@@ -14,6 +14,7 @@ import _signal as signal
 
 from .. import _log
 from .._errors import TeleportError
+from .. import _hop
 from . import Backend, Target, _adoption, entry_code, handoff_timeout_option
 from ._spawn import spawn
 from ._wakeup import wait_process
@@ -86,7 +87,7 @@ class LocalTarget(Target):
     def wait(self) -> int:
         if self.hop_r is not None:
             code = _adoption.wait_chain(self.proc, self.hop_r, self.forwarding)
-        elif self.forwarding is not None and _adoption.announce(self.proc.pid):
+        elif self.forwarding is not None and _hop.announce(self.proc.pid):
             return 0         # a hop of a chain: the waiter waits for the target now
         else:
             code = wait_process(self.proc)
@@ -122,7 +123,7 @@ class LocalBackend(Backend):
         # a chain of moves: a hop passes its waiter's pipe on; a first source
         # that only waits once the target runs becomes the chain's waiter
         hop_r = hop_w = None
-        hop = _adoption.inherited()
+        hop = _hop.inherited()
         if hop is None and not self.keeps_running:
             hop_r, hop_w = os.pipe()
             hop = hop_w
