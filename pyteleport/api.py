@@ -101,12 +101,14 @@ def _move(frame, impl, cell) -> None:
     os._exit(code)
 
 
-def _pack_program(frame, cell):
+def _pack_program(frame, cell, result=None):
+    """The payload of the program at ``frame`` (whose call returns
+    ``result`` there); of a notebook cell's move, if ``cell``."""
     from ._core import pack as _pack
     if cell is None:
-        return _pack.pack(frame, None)
+        return _pack.pack(frame, result)
     try:
-        return _pack.pack(frame, None, cell.context(), cell=cell)
+        return _pack.pack(frame, result, cell.context(), cell=cell)
     except TeleportError:
         # a cell's namespace goes without what cannot be serialised (it is said)
         from ._core.pack import _compile_suspended
@@ -115,7 +117,7 @@ def _pack_program(frame, cell):
         if not bad:
             raise
         cell.leave_out(bad)
-        return _pack.pack(frame, None, cell.context(), cell=cell)
+        return _pack.pack(frame, result, cell.context(), cell=cell)
 
 
 def checkpoint(path: Union[str, os.PathLike], *, sync: Optional[bool] = None) -> bool:
@@ -127,11 +129,24 @@ def checkpoint(path: Union[str, os.PathLike], *, sync: Optional[bool] = None) ->
     variable ``PYTELEPORT_SYNC``, else true): the file is forced to disk
     before the call returns, so that it survives a crash of the machine;
     without, it still survives the program being killed.
+
+    In a notebook cell (or at an IPython prompt), the file holds the cell
+    from this call on, with the user namespace (what cannot be serialised is
+    left out, and said): ``pyteleport resume PATH`` runs the rest of the cell
+    as a script, without a kernel.
     """
-    from ._core import pack as _pack
     from ._payload.container import sync_option, write_file
     durable = sync_option(sync, "pyteleport.checkpoint")
-    payload = _pack.pack(sys._getframe(1), True)
+    frame = sys._getframe(1)
+    cell = None
+    if "IPython" in sys.modules:
+        from ._notebook.kernel import cell_move
+        cell = cell_move(frame, way_back=False)
+    payload = _pack_program(frame, cell, True)
+    del frame
+    if cell is not None and cell.not_sent:
+        from ._log import notice
+        notice(f"checkpoint of the cell without: {cell.left_out()}")
     path = os.fspath(path)
     try:
         write_file(payload, path, f"checkpoint {os.path.basename(path)}", durable)

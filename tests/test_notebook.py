@@ -207,3 +207,25 @@ def test_ipython_script_runs_as_python_does(tmp_path):
     proc = run_python(["-m", "IPython", str(prog)], tmp_path)
     assert proc.returncode == 0 and proc.stdout.endswith("moved True 6\n"), describe(proc)
     assert "Traceback" not in proc.stderr, describe(proc)
+
+
+def test_checkpoint_in_a_cell_resumes_the_rest_of_the_cell_as_a_script(tmp_path):
+    """checkpoint() in a cell saves the cell from there on with the user
+    namespace; `pyteleport resume` runs the rest of the cell without a
+    kernel: the same lines as the kernel printed after the call, and the
+    cell's last value."""
+    cell = ("total = 0\nfor i in range(5):\n    total += square(i)\n    if i == 2:\n"
+            "        print('saved', pyteleport.checkpoint('cell.ckpt'), os.getpid() == kernel)\n"
+            "    print('step', i, total)\nnames = sorted(n for n in dir() if not n.startswith('_'))\n"
+            "print('after', total + int(data.sum()))\ntotal * 2")
+    nb = _execute_ok(tmp_path, [SETUP, "import socket\nunsent = socket.socket()", cell])
+    outputs = nb.cells[2].outputs
+    errors = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stderr")
+    assert "checkpoint of the cell without: unsent (" in errors, outputs
+    here = "".join(o.text for o in outputs if o.output_type == "stream" and o.name == "stdout")
+    assert here.startswith("step 0 0\nstep 1 1\nsaved False True\n"), here
+    resumed = run_python(["-m", "pyteleport", "resume", tmp_path / "cell.ckpt"], tmp_path)
+    assert resumed.returncode == 0, describe(resumed)
+    after = here[here.index("saved False True\n") + len("saved False True\n"):]
+    assert resumed.stdout == "saved True False\n" + after + _text(nb.cells[2], "execute_result"), \
+        describe(resumed)

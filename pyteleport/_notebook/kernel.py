@@ -70,11 +70,12 @@ def shell():
 class CellMove:
     """One cell on its way: what the payload carries, and the way back."""
 
-    def __init__(self, ip, outer, rest: Optional[dict]):
+    def __init__(self, ip, outer, rest: Optional[dict], way_back: bool = True):
         self.ip = ip
         self.outer = outer              # the cell's frame: the outermost one that moves
         self.rest = rest                # the cell's statements after the current one
-        self.back = _back_path()
+        # where the target writes the namespace back (None: a checkpoint, no way back)
+        self.back = _back_path() if way_back else None
         self.not_sent: Dict[str, str] = {}
         self.sent: List[str] = []
 
@@ -88,6 +89,9 @@ class CellMove:
 
     def leave_out(self, reasons: Dict[str, str]) -> None:
         self.not_sent.update(reasons)
+
+    def left_out(self) -> str:
+        return _reasons(self.not_sent)
 
     def context(self) -> dict:
         return {"cell": {"rest": self.rest, "back": self.back}}
@@ -111,7 +115,7 @@ class CellMove:
             if display is not None and code == 0:
                 self.ip.displayhook(display)
         if self.not_sent:
-            parts.append("not sent: " + _reasons(self.not_sent))
+            parts.append("not sent: " + self.left_out())
         _install_hooks(self.ip)
         raise (CellFailed if code else CellMoved)("; ".join(parts))
 
@@ -120,9 +124,10 @@ def _reasons(reasons: Dict[str, str]) -> str:
     return ", ".join(f"{name} ({why})" for name, why in sorted(reasons.items()))
 
 
-def cell_move(frame) -> Optional[CellMove]:
-    """The cell move ``teleport()`` called at ``frame`` makes, or None when
-    the program is not running in an IPython cell."""
+def cell_move(frame, way_back: bool = True) -> Optional[CellMove]:
+    """The cell move ``teleport()`` (or, without ``way_back``,
+    ``checkpoint()``) called at ``frame`` makes, or None when the program is
+    not running in an IPython cell."""
     ip = shell()
     if ip is None:
         return None
@@ -138,10 +143,10 @@ def cell_move(frame) -> Optional[CellMove]:
         return None
     filename = outer.f_code.co_filename
     if filename.startswith(_MAGIC_PREFIX):
-        return CellMove(ip, outer, None)
+        return CellMove(ip, outer, None, way_back)
     if filename not in getattr(getattr(ip, "compile", None), "_filename_map", {}):
         return None     # not a cell: a script IPython runs (`ipython script.py`) moves whole
-    return CellMove(ip, outer, _rest_of_cell(filename, outer.f_lineno))
+    return CellMove(ip, outer, _rest_of_cell(filename, outer.f_lineno), way_back)
 
 
 def _rest_of_cell(filename: str, lineno: int) -> dict:

@@ -34,7 +34,11 @@ def run_cell(entry, namespace: dict, cell: dict) -> None:
     finally:
         from ..api import _flush_std
         _flush_std()
-        _write_back(cell["back"], namespace, display)
+        if cell.get("back") is not None:
+            _write_back(cell["back"], namespace, display)
+        elif display is not None and code == 0:
+            # a cell's checkpoint resumed as a script: its last value shown, as IPython would
+            print(repr(display), flush=True)
     sys.exit(code)
 
 
