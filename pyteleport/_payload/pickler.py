@@ -37,7 +37,7 @@ from .._core.cpython import ITERTOOLS_PICKLABLE
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Dict, List, Tuple
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 _LAZY_IMPORT = getattr(types, "LazyImportType", None)   # 3.15+
 # dill's code saver reads co_lnotab, which 3.15 removed
@@ -169,9 +169,14 @@ class _Rules:
             return itertools_state.reduce(obj, _refuse)
         if isinstance(obj, type):
             # by value only classes made by class statements (heap types):
-            # a C type is found by name or cannot move
-            if _by_reference(obj) or not obj.__flags__ & _HEAP_TYPE:
+            # a C type is found by name, or under the name a module gives it
+            if _by_reference(obj):
                 return NotImplemented
+            if not obj.__flags__ & _HEAP_TYPE:
+                alias = _c_type_alias(obj)
+                if alias is None:
+                    return NotImplemented
+                return getattr, (rebuild.import_module(alias[0]), alias[1])
             return _classes.reduce_class(obj)
         if self._enum is not None and isinstance(obj, self._enum) and not _by_reference(t):
             return _classes.reduce_enum_member(obj) or NotImplemented
@@ -254,6 +259,28 @@ def _by_reference(obj) -> bool:
         if found is None:
             return False
     return found is obj
+
+
+# modules that name C types whose own __module__ and __qualname__ find
+# nothing (builtins.weakref, builtins.function, builtins.mappingproxy, ...)
+_ALIAS_MODULES = ("types", "weakref", "collections", "collections.abc", "io", "itertools",
+                  "functools", "operator", "re", "array", "datetime", "decimal")
+_aliases: Dict[int, Tuple[str, str]] = {}
+
+
+def _c_type_alias(t: type) -> Optional[Tuple[str, str]]:
+    """``(module, name)`` where a C type is found though its own names lie
+    (``weakref.ReferenceType`` is ``builtins.weakref``), among modules the
+    program has loaded: None if none names it."""
+    alias = _aliases.get(id(t))
+    if alias is None:
+        for name in _ALIAS_MODULES:
+            module = sys.modules.get(name)
+            for key, value in (vars(module).items() if module is not None else ()):
+                if isinstance(value, type) and not key.startswith("_"):
+                    _aliases.setdefault(id(value), (name, key))   # C types live for good
+        alias = _aliases.get(id(t))
+    return alias
 
 
 def _type_var_by_reference(tv) -> bool:

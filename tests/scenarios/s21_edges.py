@@ -1,7 +1,9 @@
 """Edge cases of resuming: zero-argument super() with a captured self, a
 property setter, __setitem__, chained comparisons, keyword-only arguments,
 break/continue/else, return inside finally, match (3.10+), a suspended
-generator inside a with block, a format spec. One move per case."""
+generator inside a with block, a format spec, C types held in variables
+(weakref.ReferenceType, types.FunctionType: their own names find nothing).
+One move per case."""
 import sys
 
 from _scenario import log, move, run_case
@@ -132,6 +134,25 @@ def case_suspended_generator_in_with():
 
 def case_format_spec():
     log(f"[{'x':>{moved()}}]")
+
+
+def case_c_types_held():
+    # what copy.deepcopy holds while it runs (cls = type(x)): C types whose
+    # own names find nothing (builtins.weakref, builtins.function, ...)
+    import types
+    import weakref
+
+    class Target:
+        pass
+
+    t = Target()
+    kinds = [type(weakref.ref(t)), weakref.ProxyType, types.FunctionType, types.MappingProxyType,
+             types.GeneratorType, types.BuiltinFunctionType, type(len), types.CellType]
+    cls = type(weakref.ref(t))
+    move()
+    log(cls is weakref.ReferenceType, kinds[0] is weakref.ref, kinds[1] is weakref.ProxyType,
+        kinds[2] is types.FunctionType, kinds[3] is types.MappingProxyType, kinds[4] is types.GeneratorType,
+        kinds[5] is kinds[6], kinds[7] is types.CellType, [k.__name__ for k in kinds])
 
 
 if __name__ == "__main__":
