@@ -172,11 +172,11 @@ class _Rules:
             # a C type is found by name, or under the name a module gives it
             if _by_reference(obj):
                 return NotImplemented
-            if not obj.__flags__ & _HEAP_TYPE:
-                alias = _c_type_alias(obj)
-                if alias is None:
-                    return NotImplemented
+            alias = _type_alias(obj)
+            if alias is not None:
                 return getattr, (rebuild.import_module(alias[0]), alias[1])
+            if not obj.__flags__ & _HEAP_TYPE:
+                return NotImplemented
             return _classes.reduce_class(obj)
         if self._enum is not None and isinstance(obj, self._enum) and not _by_reference(t):
             return _classes.reduce_enum_member(obj) or NotImplemented
@@ -268,10 +268,19 @@ _ALIAS_MODULES = ("types", "weakref", "collections", "collections.abc", "io", "i
 _aliases: Dict[int, Tuple[str, str]] = {}
 
 
-def _c_type_alias(t: type) -> Optional[Tuple[str, str]]:
-    """``(module, name)`` where a C type is found though its own names lie
-    (``weakref.ReferenceType`` is ``builtins.weakref``), among modules the
-    program has loaded: None if none names it."""
+def _type_alias(t: type) -> Optional[Tuple[str, str]]:
+    """``(module, name)`` where a class is found though its own names lie:
+    under another name in its own module (3.9's ``_json.make_encoder`` is
+    ``_json.Encoder``, a C type made at run time), or in a standard module
+    for a C type (``weakref.ReferenceType`` is ``builtins.weakref``); None
+    if nothing names it (a class of the program travels by value)."""
+    module = sys.modules.get(getattr(t, "__module__", None) or "")
+    if module is not None and module.__name__ not in ("__main__", "__mp_main__"):
+        for key, value in list(vars(module).items()):
+            if value is t and not key.startswith("__"):
+                return module.__name__, key
+    if t.__flags__ & _HEAP_TYPE:
+        return None
     alias = _aliases.get(id(t))
     if alias is None:
         for name in _ALIAS_MODULES:

@@ -149,7 +149,10 @@ def case_c_types_held():
     kinds = [type(weakref.ref(t)), weakref.ProxyType, types.FunctionType, types.MappingProxyType,
              types.GeneratorType, types.BuiltinFunctionType, type(len), types.CellType]
     cls = type(weakref.ref(t))
+    import json.encoder
+    encoder = json.encoder.c_make_encoder     # 3.9: _json.Encoder, a C type made at run time
     move()
+    log(encoder is json.encoder.c_make_encoder)
     log(cls is weakref.ReferenceType, kinds[0] is weakref.ref, kinds[1] is weakref.ProxyType,
         kinds[2] is types.FunctionType, kinds[3] is types.MappingProxyType, kinds[4] is types.GeneratorType,
         kinds[5] is kinds[6], kinds[7] is types.CellType, [k.__name__ for k in kinds])
