@@ -35,9 +35,15 @@ for hop in range(HOPS):
     print("hop", hop, os.getpid(), os.getppid() == first, flush=True)
     print("err", hop, file=sys.stderr, flush=True)
 # only the first source and this hop are left: every earlier hop has exited
-# and been reaped (no /proc entry: not even a zombie)
-alive = [p for p in pids[:-1] if os.path.exists(f"/proc/{p}")]
-children = [int(p) for p in os.listdir("/proc") if p.isdigit() and parent_of(int(p)) == first]
+# and been reaped (no /proc entry: not even a zombie).  The last of them may
+# still be on its way out, or not yet reaped: wait for that, not for a time
+deadline = time.monotonic() + 30
+while True:
+    alive = [p for p in pids[:-1] if os.path.exists(f"/proc/{p}")]
+    children = [int(p) for p in os.listdir("/proc") if p.isdigit() and parent_of(int(p)) == first]
+    if (not alive and children == [os.getpid()]) or time.monotonic() > deadline:
+        break
+    time.sleep(0.005)
 print("alive", alive, "children", children == [os.getpid()], flush=True)
 print("read", sys.stdin.readline().strip(), flush=True)
 sys.exit(7)
