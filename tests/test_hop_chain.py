@@ -103,3 +103,35 @@ def test_a_signal_to_the_first_source_reaches_the_last_hop(tmp_path):
     assert out.splitlines() == [f"TERM in the hop {ready[1]}"], (out, err)
     assert source.returncode == 3, err
     assert not os.path.exists(f"/proc/{ready[1]}")
+
+
+CLOSES_ALL = """\
+import os, time
+import pyteleport
+
+first = os.getpid()
+pyteleport.teleport()
+pyteleport.teleport()
+os.closerange(3, 1024)        # as a daemonising program does: the chain's pipe too
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+before = cpu_ticks(first)
+time.sleep(1)
+print("ticks", cpu_ticks(first) - before, flush=True)
+"""
+
+
+def test_the_first_source_sleeps_once_every_hop_closed_the_pipe(tmp_path):
+    """A program that closes all its descriptors leaves the chain's pipe at
+    end of file: the first source waits on without spinning on it."""
+    prog = write_program(tmp_path, CLOSES_ALL)
+    proc = run_python([prog], tmp_path)
+    assert proc.returncode == 0, describe(proc)
+    ticks = int(proc.stdout.split()[-1])
+    assert ticks < 20, describe(proc)       # 100 per second when it spins

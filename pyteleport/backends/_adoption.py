@@ -58,21 +58,24 @@ def wait_chain(child, hop_r: int, forwarding) -> int:
     os.set_blocking(hop_r, False)
     announced = []
     pending = b""
+    # at end of file (every hop closed it: a program closing all its
+    # descriptors) the pipe is readable for good: no longer watched then
+    hops = [hop_r]
     try:
         with Wakeup() as wake:
             while True:
                 pidfd = _pidfd(child.pid)
                 try:
                     while child.poll() is None:
-                        watched = [wake.fd, hop_r] + ([pidfd] if pidfd is not None else [])
+                        watched = [wake.fd] + hops + ([pidfd] if pidfd is not None else [])
                         select.select(watched, [], [], None if pidfd is not None else 0.05)
                         wake.drain()
-                        pending = _read_announcements(hop_r, pending, announced)
+                        pending = _read_announcements(hop_r, pending, announced, hops)
                         _reap_strays({child.pid, *announced})
                 finally:
                     if pidfd is not None:
                         os.close(pidfd)
-                pending = _read_announcements(hop_r, pending, announced)
+                pending = _read_announcements(hop_r, pending, announced, hops)
                 if not announced:
                     return child.returncode
                 # the hop moved on: its target is our child now (orphaned by its exit)
@@ -82,11 +85,15 @@ def wait_chain(child, hop_r: int, forwarding) -> int:
         os.close(hop_r)
 
 
-def _read_announcements(fd: int, pending: bytes, out: list) -> bytes:
+def _read_announcements(fd: int, pending: bytes, out: list, watched: list) -> bytes:
+    """Pids announced so far appended to ``out``; ``fd`` leaves ``watched``
+    at end of file."""
     try:
         while True:
             chunk = os.read(fd, 4096)
             if not chunk:
+                if fd in watched:
+                    watched.remove(fd)
                 break
             pending += chunk
     except BlockingIOError:
