@@ -206,7 +206,8 @@ def test_closures_share_cells_across_moves(case):
     assert_differential("s23_cells.py", args=[case], moves=CELL_MOVES[case])
 
 
-MODULE_LEVEL_CASES = {"comprehension": 2, "with_enter": 2, "generator_next": 1, "generator_send": 1}
+MODULE_LEVEL_CASES = {"comprehension": 2, "with_enter": 2, "generator_next": 1, "generator_send": 1,
+                      "submodules": 2}
 
 
 @pytest.mark.parametrize("case", sorted(MODULE_LEVEL_CASES))

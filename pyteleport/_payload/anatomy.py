@@ -269,8 +269,7 @@ def _produce(out: Anatomy, stack: List[_Entry], op, arg, pos: int, end: int) -> 
             out.files.append(node)
         elif callee in _IMPORTS:
             args = node.args()
-            if args and args[0].kind == "str" and args[0].value:
-                out.modules.add(args[0].value)
+            out.modules.update(a.value for a in args if a.kind == "str" and a.value)
     elif name == "PERSID":
         node = Node("persid", str(arg))
     elif name == "BINPERSID":

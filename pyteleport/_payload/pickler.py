@@ -150,8 +150,10 @@ class _Rules:
         if t is MainGlobal:
             return rebuild.main_global, (obj.name, obj.value)
         if t is types.ModuleType:
-            # modules travel by name and are imported again on the target
-            return rebuild.import_module, (obj.__name__,)
+            # modules travel by name and are imported again on the target,
+            # with the submodules loaded on them here
+            return (rebuild.import_module, (obj.__name__,) + _loaded_submodules(obj)) \
+                if _is_package(obj) else (rebuild.import_module, (obj.__name__,))
         if isinstance(obj, io.IOBase):
             return _reduce_file(obj)
         if t is types.AsyncGeneratorType:
@@ -234,6 +236,29 @@ class _FastPickler(_Rules, Pickler):
             except ValueError:
                 return rebuild.new_cell, ()
         return super().reducer_override(obj)
+
+
+def _is_package(module) -> bool:
+    # pyteleport's own submodules: the target imports what it needs itself
+    return getattr(module, "__path__", None) is not None and module.__name__ != "pyteleport"
+
+
+def _loaded_submodules(package) -> tuple:
+    """Names of the submodules loaded here and set on ``package`` (by the
+    import system, as ``import a.b`` does), theirs included, parents first."""
+    found = []
+    todo = [package]
+    modules = sys.modules
+    while todo:
+        parent = todo.pop()
+        prefix = parent.__name__ + "."
+        for attr, value in list(vars(parent).items()):
+            if type(value) is types.ModuleType and getattr(value, "__name__", None) == prefix + attr \
+                    and modules.get(prefix + attr) is value:
+                found.append(prefix + attr)
+                if _is_package(value):
+                    todo.append(value)
+    return tuple(found)
 
 
 def _dill_pickler(file, buffers: list, *rules):

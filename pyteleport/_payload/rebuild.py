@@ -131,11 +131,21 @@ def closed_coroutine():
     return coro
 
 
-def import_module(name):
+def import_module(name, *submodules):
+    """The module ``name``, imported here if it is not yet, and the
+    ``submodules`` the source had loaded on it (``import deap.tools`` sets
+    ``deap.tools``, which importing ``deap`` alone does not)."""
     module = sys.modules.get(name)
     if module is None:
         import importlib
         module = importlib.import_module(name)
+    for sub in submodules:
+        if sub not in sys.modules:
+            import importlib
+            try:
+                importlib.import_module(sub)
+            except ImportError:
+                pass    # the package itself is here: its use will say what is missing
     return module
 
 

@@ -1,6 +1,7 @@
 """Moves from code running at module level: a comprehension whose lambdas
 capture its variable, teleport() inside __enter__ of a with statement, a
-generator driven by next() and by send().  Run with one case name as argument."""
+generator driven by next() and by send(), submodules a program imported
+(``import a.b`` then ``a.b.f()``, at module level and in a function).  Run with one case name as argument."""
 import sys
 
 from _scenario import log, move
@@ -73,5 +74,19 @@ elif CASE == "generator_send":
         g.send("last")
     except StopIteration as stop:
         log("stopped", stop.value)
+
+elif CASE == "submodules":
+    import xml.etree.ElementTree
+    import email.mime.text
+    move()
+    log("etree", xml.etree.ElementTree.fromstring("<a><b/></a>")[0].tag)
+    log("mime", email.mime.text.MIMEText("hi")["Content-Type"])
+
+    def local_package():
+        import email.headerregistry
+        move()
+        return str(email.headerregistry.Address("Ann", "ann", "example.org"))
+
+    log("headerregistry", local_package())
 
 log("end")
