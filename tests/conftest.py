@@ -23,7 +23,21 @@ def _controller(config) -> bool:
     return not hasattr(config, "workerinput")
 
 
+def _undo_inherited_ignores() -> None:
+    """A suite started in the background of a non-interactive shell (``cmd &``)
+    or under ``nohup`` inherits SIGINT or SIGHUP ignored, and so would every
+    program the tests start (an ignored signal stays ignored across exec):
+    the tests that press Ctrl-C or hang up would fail for the way they were
+    started.  A handled signal is reset to its default by exec."""
+    import signal
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, lambda *_: None)
+
+
 def pytest_configure(config):
+    _undo_inherited_ignores()
     if _controller(config):
         # inherited by the workers and by everything the tests start
         os.environ[leftovers.TOKEN] = uuid.uuid4().hex
