@@ -335,7 +335,15 @@ def test_source_killed_before_staging_cancels_the_pending_job(tmp_path):
         time.sleep(0.05)        # the watcher removes it right after scancel
     assert _stage_clean(tmp_path), os.listdir(tmp_path / "stage")
     watcher = f"pyteleport-reaper {jobs[0]} "
-    assert not subprocess.run(["pgrep", "-f", watcher], capture_output=True).stdout
+
+    def watcher_running() -> bytes:
+        return subprocess.run(["pgrep", "-f", watcher], capture_output=True).stdout
+
+    # it ends right after removing the stage: wait for that, do not look once
+    deadline = time.monotonic() + 10
+    while watcher_running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not watcher_running()
 
 
 LOOP = PRELUDE + """
