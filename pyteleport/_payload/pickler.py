@@ -152,8 +152,7 @@ class _Rules:
         if t is types.ModuleType:
             # modules travel by name and are imported again on the target,
             # with the submodules loaded on them here
-            return (rebuild.import_module, (obj.__name__,) + _loaded_submodules(obj)) \
-                if _is_package(obj) else (rebuild.import_module, (obj.__name__,))
+            return rebuild.import_module, (obj.__name__,) + _loaded_submodules(obj)
         if isinstance(obj, io.IOBase):
             return _reduce_file(obj)
         if t is types.AsyncGeneratorType:
@@ -245,7 +244,10 @@ def _is_package(module) -> bool:
 
 def _loaded_submodules(package) -> tuple:
     """Names of the submodules loaded here and set on ``package`` (by the
-    import system, as ``import a.b`` does), theirs included, parents first."""
+    import system, as ``import a.b`` does), theirs included, parents first;
+    none for a plain module."""
+    if not _is_package(package):
+        return ()
     found = []
     todo = [package]
     modules = sys.modules

@@ -136,12 +136,12 @@ def import_module(name, *submodules):
     ``submodules`` the source had loaded on it (``import deap.tools`` sets
     ``deap.tools``, which importing ``deap`` alone does not)."""
     module = sys.modules.get(name)
-    if module is None:
+    missing = [sub for sub in submodules if sub not in sys.modules]
+    if module is None or missing:
         import importlib
-        module = importlib.import_module(name)
-    for sub in submodules:
-        if sub not in sys.modules:
-            import importlib
+        if module is None:
+            module = importlib.import_module(name)
+        for sub in missing:
             try:
                 importlib.import_module(sub)
             except ImportError:
