@@ -17,6 +17,7 @@ import sys
 import time
 
 from ._errors import TeleportError
+from ._exit import end_process
 from ._log import notice
 
 TYPE_CHECKING = False
@@ -196,7 +197,7 @@ def _save(payload) -> None:
             stream.flush()
         except (AttributeError, ValueError, OSError):
             pass
-    os._exit(c["exit_code"])
+    end_process(c["exit_code"])
 
 
 def _failed(exc: BaseException) -> None:

@@ -9,6 +9,7 @@ import os
 import sys
 
 from ._errors import TeleportError
+from ._exit import end_process
 
 TYPE_CHECKING = False   # typing costs a move milliseconds: annotations only
 if TYPE_CHECKING:
@@ -98,7 +99,7 @@ def _move(frame, impl, cell) -> None:
     _flush_std()
     if cell is not None:
         cell.finish(code, f"the {impl.name} backend")     # raises: the cell stops here
-    os._exit(code)
+    end_process(code)
 
 
 def _pack_program(frame, cell, result=None):

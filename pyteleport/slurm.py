@@ -18,6 +18,7 @@ import time
 from typing import Optional, Union
 
 from ._errors import TeleportError
+from ._exit import end_process
 from ._log import notice
 
 # set by protect(); module globals, so a snapshot refers to the handler by name
@@ -257,12 +258,12 @@ def _continue_elsewhere(path: str) -> None:
         log.error("the program was saved to %s, but it has been restarted %d times "
                   "(max_restarts): no job continues it; continue it with: pyteleport resume %s",
                   path, restarts, path)
-        os._exit(1)
+        end_process(1)
     try:
         _cli.requeue(_job_spec())
         notice(f"saved the program to {path} and requeued job {_job_spec()} "
                f"(restart {restarts + 1} of at most {c['max_restarts']})")
-        os._exit(0)
+        end_process(0)
     except TeleportError as e:
         refused = e
     # --- requeue refused: a new job continues the snapshot ---
@@ -276,7 +277,7 @@ def _continue_elsewhere(path: str) -> None:
     except (TeleportError, OSError) as e:
         log.error("%s, and %s; the program was saved to %s: continue it with: "
                   "pyteleport resume %s", refused, e, path, path)
-        os._exit(1)
+        end_process(1)
     notice(f"saved the program to {path}; {refused}; submitted job {new_job} to continue it "
            f"(restart {restarts + 1} of at most {c['max_restarts']})")
-    os._exit(0)
+    end_process(0)

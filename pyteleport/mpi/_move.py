@@ -24,6 +24,7 @@ import time
 
 from . import _save
 from .._errors import TeleportError
+from .._exit import end_process
 
 WHAT = "pyteleport.mpi.teleport"
 # backend name -> its option for the rank count
@@ -74,7 +75,7 @@ def move(world, frame, backend, options: dict) -> None:
         comm.Free()
     from mpi4py import MPI
     MPI.Finalize()
-    os._exit(code)
+    end_process(code)
 
 
 def _move(comm, frame, backend, options: dict) -> int:

@@ -17,6 +17,7 @@ import signal as _signal
 import sys
 
 from .._errors import TeleportError
+from .._exit import end_process
 
 CHECKPOINT = "ckpt.mpi"      # kept by the slurm backend if the job ends with it
 WHAT = "pyteleport.mpi.safe_point"
@@ -78,7 +79,7 @@ def safe_point(frame) -> bool:
     rank = comm.Get_rank()
     comm.Barrier()
     MPI.Finalize()
-    os._exit(_requeue(path) if rank == 0 else 0)
+    end_process(_requeue(path) if rank == 0 else 0)
 
 
 def _requeue(path: str) -> int:

@@ -26,6 +26,7 @@ import os
 import sys
 
 from . import _dir
+from .._exit import end_process
 from .._launch import rank_from_env
 from ._rank import _wait_for_go
 
@@ -94,8 +95,7 @@ class _Ranks:
         if error is None and failed:
             # the failing rank says why, then meets us here: leaving earlier
             # would let the launcher kill it before it has told
-            comm.Barrier()
-            os._exit(EXIT_REFUSED)
+            _leave_together(comm)
 
     def after_context(self) -> None:
         from ._world import drop_stale_launch_variables, mpi
@@ -131,8 +131,17 @@ class _Ranks:
             comm = None
         _report(message, self.status_fd)
         if comm is not None:
-            comm.Barrier()
+            _leave_together(comm)
         os._exit(EXIT_REFUSED)
+
+
+def _leave_together(comm) -> None:
+    """Every rank refuses: end MPI together and exit 2, each rank with
+    its own code (no rank may end MPI's way out early: see _exit)."""
+    comm.Barrier()
+    from ._world import mpi
+    mpi().Finalize()
+    end_process(EXIT_REFUSED)
 
 
 def _size_message(directory: str, ranks: int, size: int) -> str:
