@@ -44,6 +44,19 @@ def test_a_bad_backend_option_is_named_with_the_valid_ones(backend, options, mes
     assert str(e.value).startswith(message), e.value
 
 
+@pytest.mark.parametrize("time, grace, said", [("1", 30, True), ("1", 29, False), ("10", 180, False)])
+def test_a_grace_close_to_the_time_limit_is_said(time, grace, said, capfd):
+    """Slurm sends a warning due within its next limit check (30 s) at the
+    job's first check, which may come before the batch script runs."""
+    from pyteleport.backends import get_backend
+    get_backend("slurm", time=time, requeue=True, grace=grace)
+    err = capfd.readouterr().err
+    line = (f"pyteleport: slurm backend: with time={time} and grace={grace} s, Slurm sends the warning "
+            "at its first time-limit check (every 30 s), which can come before the job's script starts "
+            "and then is lost; keep grace under the time limit minus 30 s\n")
+    assert err == (line if said else ""), err
+
+
 def test_backend_entry_point():
     from importlib.metadata import entry_points
 

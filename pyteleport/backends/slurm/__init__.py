@@ -107,6 +107,15 @@ class SlurmBackend(Backend):
                     f"({limit_text}, {limit} s): the warning would come at once and the job be "
                     f"requeued again and again; give a grace well under the limit (e.g. "
                     f"grace={max(limit // 4, 1)}) or a longer time")
+            if limit is not None and limit - grace <= opts.LIMIT_CHECK_SECONDS:
+                # slurmctld sends a warning due before its next limit check at once: at the
+                # job's first check, which may come before the batch step exists on the
+                # node; slurmd then drops the signal, and it is never sent again
+                _log.notice(
+                    f"slurm backend: with time={limit_text} and grace={grace} s, Slurm sends the "
+                    f"warning at its first time-limit check (every {opts.LIMIT_CHECK_SECONDS} s), "
+                    f"which can come before the job's script starts and then is lost; keep grace "
+                    f"under the time limit minus {opts.LIMIT_CHECK_SECONDS} s")
             restarts = int(max_restarts if max_restarts is not None
                            else opts.env_default("max_restarts") or opts.DEFAULT_MAX_RESTARTS)
             self.args += ["--requeue", f"--signal=B:{sig}@{grace}", "--open-mode=append"]

@@ -18,9 +18,12 @@ SBATCH = {
 # options of pyteleport itself that also take a PYTELEPORT_SLURM_* default
 OWN = ("setup", "python", "stage_dir", "wait", "signal", "grace", "max_restarts")
 DEFAULT_SIGNAL = "USR2"
-# the time-limit warning may arrive ~30 s late (slurmctld checks limits about
-# every 30 s), and the snapshot must be written before the kill
+# room for a long C call the handler must wait for and for writing the
+# snapshot before the kill (the warning itself comes up to 30 s early)
 DEFAULT_GRACE = 180
+# how often slurmctld checks time limits (PERIODIC_TIMEOUT); a warning due
+# before the next check is sent at this one
+LIMIT_CHECK_SECONDS = 30
 DEFAULT_MAX_RESTARTS = 10
 
 
