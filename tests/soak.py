@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-FILES = ["test_mpi_migrate.py", "test_mpirun.py", "test_slurm.py", "test_slurm_restart.py",
-         "test_interrupt.py"]
+FILES = ["test_mpi_migrate.py", "test_mpirun.py", "test_mpi_exit.py", "test_task_index.py",
+         "test_slurm.py", "test_slurm_restart.py", "test_interrupt.py", "test_protect.py"]
 
 
 def _spin() -> None:
