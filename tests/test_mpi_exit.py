@@ -19,11 +19,25 @@ import os, time
 from mpi4py import MPI
 from pyteleport._exit import end_process
 rank = MPI.COMM_WORLD.Get_rank()
-MPI.COMM_WORLD.Barrier()
+first = MPI.COMM_WORLD.bcast(os.getpid(), root=0)
 MPI.Finalize()
+
+
+def ended(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
 if rank == 1:
-    time.sleep(1.5)         # still on its way out when rank 0 has ended
-    os.write(1, b"rank 1 ended\\n")
+    # still on its way out once rank 0 has ended (a zombie, or reaped)
+    deadline = time.monotonic() + 30
+    while not ended(first) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)         # the launcher's kill, if any, comes with rank 0's end
+    os.write(1, b"rank 1 ended\\n" if ended(first) else b"rank 0 did not end\\n")
 end_process(0)
 """
 
