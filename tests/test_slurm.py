@@ -477,6 +477,20 @@ def test_warning_during_setup_requeues_before_running(tmp_path):
                              setup='[ "${SLURM_RESTART_COUNT:-0}" -gt 0 ] || kill -USR2 $$')
 
 
+def test_warning_while_python_starts_requeues_before_running(tmp_path):
+    """The warning lands while the job's Python starts, before the entry's
+    first statement (sent by a sitecustomize the job's setup puts first on
+    the path, in the first job only): kept pending, the job is requeued with
+    the payload as its snapshot."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, signal\n"
+        "if os.environ.get('SLURM_JOB_ID') and not int(os.environ.get('SLURM_RESTART_COUNT') or 0):\n"
+        "    os.kill(os.getpid(), signal.SIGUSR2)\n")
+    _requeued_before_running(tmp_path, LOOP, setup=f'export PYTHONPATH="{hook}${{PYTHONPATH:+:$PYTHONPATH}}"')
+
+
 def test_warning_while_restoring_requeues_before_running(tmp_path):
     """The warning lands while the job rebuilds the program: held until it is
     rebuilt, then the job is requeued with the payload as its snapshot."""

@@ -238,9 +238,10 @@ def job_script(python: str, stage: str, setup: Optional[str], entry_args: Iterab
     would end the job if it came before the program's handler is installed:
     the script remembers one that comes during ``setup`` (the entry gets
     ``--signalled``) and ignores it across ``exec`` (a trapped signal would
-    be reset to its default), and the entry blocks it first thing, so that
-    one that comes later waits until the program is rebuilt (see
-    :func:`pyteleport.slurm.start`)."""
+    be reset to its default), also blocked there when ``env --block-signal``
+    exists (so that one that comes while Python starts is kept pending), and
+    the entry blocks it first thing, so that one that comes later waits until
+    the program is rebuilt (see :func:`pyteleport.slurm.start`)."""
     # setup lines run as in users' own sbatch scripts: in a login bash, where
     # `module load`, `conda activate` and `source venv/bin/activate` work
     shell = LOGIN_BASH if setup and os.path.exists(LOGIN_BASH.split()[0]) else "/bin/sh"
@@ -253,6 +254,13 @@ def job_script(python: str, stage: str, setup: Optional[str], entry_args: Iterab
     cmd = " ".join(shlex.quote(c) for c in [*launcher, *entry_command(python, stage, entry_args, entry, sig)])
     if sig:
         lines.append(f"trap '' {sig}")
+        if not launcher:
+            # also blocked across exec where GNU env can (coreutils 8.31+): one
+            # that comes while Python starts then waits for the entry instead
+            # of being discarded as an ignored signal
+            lines.append(f"env --block-signal={sig} true 2>/dev/null && "
+                         f"pyteleport_block='env --block-signal={sig}'")
+            cmd = "${pyteleport_block} " + cmd
         cmd += " ${pyteleport_signalled:+--signalled}"
     lines.append("exec " + cmd)
     return "\n".join(lines) + "\n"
