@@ -30,7 +30,6 @@ from .cpickle import PickleBuffer, Pickler
 
 from ..mpi import _pickling as _mpi_pickling
 from .._state import pickling as _state_pickling
-from .._threads.pools import reduce_pool
 from . import classes as _classes, rebuild
 from .._errors import TeleportError
 from .._core.cpython import ITERTOOLS_PICKLABLE
@@ -471,6 +470,8 @@ def _add_loaded_reductions() -> None:
         _REDUCTIONS[re.Match] = _reduce_match
     pools = sys.modules.get("concurrent.futures.thread")
     if pools is not None:
+        # here, not at the top: it imports threading and queue (loaded with the pool)
+        from .._threads.pools import reduce_pool
         _REDUCTIONS[pools.ThreadPoolExecutor] = reduce_pool
     json_c = sys.modules.get("_json")
     if json_c is not None:

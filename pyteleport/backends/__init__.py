@@ -138,13 +138,13 @@ def get_backend(backend: Union[str, Backend], **options) -> Backend:
     except KeyError:
         raise TeleportError(f"unknown backend {backend!r}; available: {', '.join(sorted(available()))}") from None
     cls = _load(spec)
-    problem = _option_problem(cls, backend, options)
-    if problem:
-        raise TeleportError(problem)
     try:
         return cls(**options)
     except TypeError as e:
-        raise TeleportError(f"backend {backend!r}: {e}") from None
+        # said with the option meant and the valid ones; only now, as
+        # inspect costs every move milliseconds to import
+        problem = _option_problem(cls, backend, options)
+        raise TeleportError(problem or f"backend {backend!r}: {e}") from None
 
 
 def _option_problem(cls: Type[Backend], backend: str, options: dict) -> Optional[str]:

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Optional, Union
 
 from . import _world
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:     # typing costs a move milliseconds to import
+    from typing import Optional, Union
 
 __all__ = ["checkpoint", "teleport", "safe_point", "dup", "split", "create"]
 

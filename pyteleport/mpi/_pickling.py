@@ -13,9 +13,12 @@ they are that launch's own.  Here:
 from __future__ import annotations
 
 import sys
-from typing import Optional, Tuple
 
 from . import _world
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:     # typing costs a move milliseconds to import
+    from typing import Optional, Tuple
 
 
 def mpi_types() -> Optional[Tuple[type, ...]]:
