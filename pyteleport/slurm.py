@@ -259,10 +259,12 @@ def _continue_elsewhere(path: str) -> None:
                   "(max_restarts): no job continues it; continue it with: pyteleport resume %s",
                   path, restarts, path)
         end_process(1)
+    # said before: the requeue ends this job's processes, possibly before
+    # a line written after it (a refusal is said next)
+    notice(f"saved the program to {path}; requeuing job {_job_spec()} "
+           f"(restart {restarts + 1} of at most {c['max_restarts']})")
     try:
         _cli.requeue(_job_spec())
-        notice(f"saved the program to {path} and requeued job {_job_spec()} "
-               f"(restart {restarts + 1} of at most {c['max_restarts']})")
         end_process(0)
     except TeleportError as e:
         refused = e

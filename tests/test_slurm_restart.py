@@ -111,8 +111,8 @@ def test_protect_in_own_script_requeued(tmp_path):
     assert not (tmp_path / ".pyteleport").exists(), os.listdir(tmp_path / ".pyteleport")
     # one line at the save says what happened; no warning about the script
     err = "".join(line for line in err.splitlines(True) if not line.startswith("slurmstepd"))
-    assert err == (f"pyteleport: saved the program to {tmp_path}/.pyteleport/job-{job}/ckpt.0 and "
-                   f"requeued job {job} (restart 1 of at most 3)\n"), err
+    assert err == (f"pyteleport: saved the program to {tmp_path}/.pyteleport/job-{job}/ckpt.0; "
+                   f"requeuing job {job} (restart 1 of at most 3)\n"), err
 
 
 def test_protect_warns_when_the_script_does_not_exec_python(tmp_path):
