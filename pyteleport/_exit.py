@@ -20,9 +20,19 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 
+def flush_std() -> None:
+    """Write out what the program left in ``sys.stdout`` and ``sys.stderr``
+    (before this process ends, or a step that may end it)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, ValueError, OSError):   # none, closed, or a broken pipe
+            pass
+
+
 def end_process(code: int) -> NoReturn:
     """End this process now with exit status ``code``, running none of the
-    program's exit code (flush its streams first)."""
+    program's exit code (its callers flush its streams first: flush_std)."""
     if "mpi4py.MPI" in sys.modules:
         try:
             # _ctypes alone: ctypes' own module is not needed for one call

@@ -17,7 +17,7 @@ import sys
 import time
 
 from ._errors import TeleportError
-from ._exit import end_process
+from ._exit import end_process, flush_std
 from ._log import notice
 
 TYPE_CHECKING = False
@@ -192,11 +192,7 @@ def _save(payload) -> None:
         return
     again = "run the same command again, or: " if c["resume"] else ""
     notice(f"saved the program to {path} at {name}; to continue it, {again}pyteleport resume {path}")
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, ValueError, OSError):
-            pass
+    flush_std()
     end_process(c["exit_code"])
 
 

@@ -9,7 +9,7 @@ import os
 import sys
 
 from ._errors import TeleportError
-from ._exit import end_process
+from ._exit import end_process, flush_std as _flush_std
 
 TYPE_CHECKING = False   # typing costs a move milliseconds: annotations only
 if TYPE_CHECKING:
@@ -171,9 +171,3 @@ def _wait(target) -> int:
         return 1
 
 
-def _flush_std() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, ValueError, OSError):
-            pass

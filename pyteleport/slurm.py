@@ -18,7 +18,7 @@ import time
 from typing import Optional, Union
 
 from ._errors import TeleportError
-from ._exit import end_process
+from ._exit import end_process, flush_std
 from ._log import notice
 
 # set by protect(); module globals, so a snapshot refers to the handler by name
@@ -248,11 +248,7 @@ def _continue_elsewhere(path: str) -> None:
     import logging
     log = logging.getLogger("pyteleport")
     c = _config
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, ValueError, OSError):
-            pass
+    flush_std()
     restarts = c["restarts"] + int(os.environ.get("SLURM_RESTART_COUNT") or 0)
     if restarts >= c["max_restarts"]:
         log.error("the program was saved to %s, but it has been restarted %d times "

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import os
 import signal as _signal
-import sys
 
 from .._errors import TeleportError
-from .._exit import end_process
+from .._exit import end_process, flush_std
 
 CHECKPOINT = "ckpt.mpi"      # kept by the slurm backend if the job ends with it
 WHAT = "pyteleport.mpi.safe_point"
@@ -69,11 +68,7 @@ def safe_point(frame) -> bool:
         _log.error("%s: cannot checkpoint the job at the Slurm signal: %s; it carries on and will "
                    "be stopped at the time limit", WHAT, e)
         return False
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (AttributeError, ValueError, OSError):
-            pass
+    flush_std()
     # MPI ends cleanly before the requeue stops the job step: ranks killed in
     # the middle of MPI leave state that breaks MPI_Init in the requeued job
     rank = comm.Get_rank()
